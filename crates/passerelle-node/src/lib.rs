@@ -1,0 +1,345 @@
+//! The node core: own-record operations (put, get, list, withdraw, import) over the store, without wire types.
+//!
+//! Every write goes validate → encode canonically → compare with the stored
+//! version → new revision and log entry in one atomic batch → flush, so an
+//! acknowledged write is durable and the store never sees invalid records.
+
+pub mod config;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use passerelle_model::codec::{decode_content, encode_content, CodecError};
+use passerelle_model::{AgencyId, Date, Kind, Record, RecordKey, Rules, VacancyStatus, Violations};
+use passerelle_store::{PutOutcome, RecordStore, SledEngine, StoreError, StoredRecord};
+
+pub use config::{ConfigError, NodeConfig, PeerConfig};
+
+/// Why a node operation failed; the wire layer maps each case to one gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid record: {0}")]
+    Invalid(Violations),
+    #[error("revision mismatch on {key}: expected {expected}, stored {actual}")]
+    RevisionMismatch {
+        key: RecordKey,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{0} not found")]
+    NotFound(RecordKey),
+    #[error("stored record {key} does not decode: {source}")]
+    Corrupt { key: RecordKey, source: CodecError },
+    #[error("store: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for NodeError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::RevisionMismatch {
+                key,
+                expected,
+                actual,
+            } => NodeError::RevisionMismatch {
+                key,
+                expected,
+                actual,
+            },
+            other => NodeError::Store(other),
+        }
+    }
+}
+
+/// Result of an accepted write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutResult {
+    pub revision: u64,
+    /// False for a no-op (content equal to the stored version).
+    pub changed: bool,
+}
+
+/// Filters of the List RPCs, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub origins: Vec<AgencyId>,
+    pub statuses: Vec<VacancyStatus>,
+    pub countries: Vec<String>,
+    pub isco_prefix: String,
+    pub open_to_international: Option<bool>,
+    /// Shortages: list name.
+    pub list: String,
+    /// Shortages: list year (0 = any).
+    pub year: u32,
+    /// Supply: period.
+    pub period: String,
+}
+
+impl ListFilter {
+    fn matches(&self, r: &Record) -> bool {
+        let (country, isco) = match r {
+            Record::Vacancy(v) => {
+                if !self.statuses.is_empty() && !self.statuses.contains(&v.status) {
+                    return false;
+                }
+                if self
+                    .open_to_international
+                    .is_some_and(|b| b != v.open_to_international)
+                {
+                    return false;
+                }
+                (&v.location.country, &v.occupation.isco08)
+            }
+            Record::Shortage(s) => {
+                if !self.list.is_empty() && self.list != s.list {
+                    return false;
+                }
+                if self.year != 0 && self.year != s.year {
+                    return false;
+                }
+                (&s.country, &s.occupation.isco08)
+            }
+            Record::Supply(c) => {
+                if !self.period.is_empty() && self.period != c.period {
+                    return false;
+                }
+                (&c.country, &c.occupation.isco08)
+            }
+        };
+        (self.countries.is_empty() || self.countries.iter().any(|c| c == country))
+            && isco.starts_with(self.isco_prefix.as_str())
+    }
+}
+
+/// Field path of a record in its Put or Import request.
+pub fn request_prefix(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Vacancy => "vacancy",
+        Kind::Shortage => "shortage",
+        Kind::Supply => "cell",
+    }
+}
+
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// One agency's node: its identity, rules and store.
+pub struct Node {
+    agency: AgencyId,
+    rules: Rules,
+    store: RecordStore<SledEngine>,
+}
+
+impl Node {
+    /// Opens (or creates) the node's store as configured.
+    pub fn open(cfg: &NodeConfig) -> Result<Node, NodeError> {
+        let dir = cfg.path(&cfg.data_dir);
+        let engine = SledEngine::open(&dir, cfg.store.cache_capacity_mb * 1024 * 1024)?;
+        Ok(Node {
+            agency: cfg.agency.clone(),
+            rules: Rules {
+                min_cell_size: cfg.records.min_cell_size,
+            },
+            store: RecordStore::open(engine)?,
+        })
+    }
+
+    pub fn agency(&self) -> &AgencyId {
+        &self.agency
+    }
+
+    pub fn store(&self) -> &RecordStore<SledEngine> {
+        &self.store
+    }
+
+    /// Checks origin and every rule, and returns the record's key.
+    /// `pre` carries what the wire layer already found (unknown enum values).
+    fn check(&self, record: &mut Record, pre: Violations) -> Result<RecordKey, Violations> {
+        let prefix = request_prefix(record.kind());
+        let mut v = pre;
+        if record.origin().is_empty() {
+            record.set_origin(&self.agency);
+        } else if record.origin() != self.agency.as_str() {
+            v.push(
+                format!("{prefix}.origin"),
+                format!(
+                    "must be empty or {} (this node only publishes its own agency's records)",
+                    self.agency
+                ),
+            );
+            return Err(v);
+        }
+        // revision and updated_at are assigned here, whatever the client sent
+        record.set_version(0, 0);
+        if let Err(e) = record.validate(prefix, &self.rules) {
+            v.extend(e);
+        }
+        if !v.is_empty() {
+            return Err(v);
+        }
+        Ok(record.key().expect("validated id and origin form a key"))
+    }
+
+    /// Creates or updates an own record.
+    pub fn put(&self, record: Record, expected: Option<u64>) -> Result<PutResult, NodeError> {
+        self.put_checked(record, expected, Violations::new())
+    }
+
+    /// Like [`Node::put`], with violations the wire layer found while converting.
+    pub fn put_checked(
+        &self,
+        mut record: Record,
+        expected: Option<u64>,
+        pre: Violations,
+    ) -> Result<PutResult, NodeError> {
+        let key = self.check(&mut record, pre).map_err(NodeError::Invalid)?;
+        let content = encode_content(&record);
+        let outcome = self
+            .store
+            .put_own(key, content, expected, now_micros(), |_, _, _, _| {
+                Vec::new()
+            })?;
+        let result = to_result(outcome);
+        if result.changed {
+            self.store.flush()?;
+        }
+        Ok(result)
+    }
+
+    /// Validates and writes many own records in one atomic batch; one result per item, in order.
+    pub fn put_many(
+        &self,
+        items: Vec<(Record, Option<u64>, Violations)>,
+    ) -> Vec<Result<PutResult, NodeError>> {
+        let mut results: Vec<Option<Result<PutResult, NodeError>>> =
+            Vec::with_capacity(items.len());
+        let mut batch = Vec::with_capacity(items.len());
+        let mut slots = Vec::with_capacity(items.len());
+        for (i, (mut record, expected, pre)) in items.into_iter().enumerate() {
+            match self.check(&mut record, pre) {
+                Ok(key) => {
+                    batch.push((key, encode_content(&record), expected));
+                    slots.push(i);
+                    results.push(None);
+                }
+                Err(v) => results.push(Some(Err(NodeError::Invalid(v)))),
+            }
+        }
+        if !batch.is_empty() {
+            let outcomes = self
+                .store
+                .put_own_many(batch, now_micros(), |_, _, _, _| Vec::new());
+            let mut any_written = false;
+            for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                let r = outcome.map(to_result).map_err(NodeError::from);
+                any_written |= matches!(r, Ok(PutResult { changed: true, .. }));
+                results[slot] = Some(r);
+            }
+            if any_written {
+                if let Err(e) = self.store.flush() {
+                    // the batch is applied but not known durable: report every write as failed
+                    for r in results.iter_mut() {
+                        if matches!(r, Some(Ok(PutResult { changed: true, .. }))) {
+                            *r = Some(Err(NodeError::Store(e.clone())));
+                        }
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every slot filled"))
+            .collect()
+    }
+
+    /// Reads one record of any origin, tombstones included.
+    pub fn get(&self, key: &RecordKey) -> Result<Record, NodeError> {
+        match self.store.get(key)? {
+            Some(s) => decode(&s),
+            None => Err(NodeError::NotFound(key.clone())),
+        }
+    }
+
+    /// Lists records of a kind in key order; `after` is the previous page's last key.
+    pub fn list(
+        &self,
+        kind: Kind,
+        filter: &ListFilter,
+        after: Option<&RecordKey>,
+        limit: usize,
+    ) -> Result<(Vec<Record>, Option<RecordKey>), NodeError> {
+        let origin = match filter.origins.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        };
+        let mut decode_error = None;
+        let (stored, next) = self.store.list(kind, origin, after, limit, |s| {
+            if !filter.origins.is_empty() && !filter.origins.contains(&s.key.origin) {
+                return false;
+            }
+            match decode(s) {
+                Ok(r) => filter.matches(&r),
+                Err(e) => {
+                    decode_error.get_or_insert(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = decode_error {
+            return Err(e);
+        }
+        let records = stored.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok((records, next))
+    }
+
+    /// Marks an own vacancy WITHDRAWN; withdrawing a tombstone again is a no-op.
+    pub fn withdraw(&self, id: &str, expected: Option<u64>) -> Result<PutResult, NodeError> {
+        let key = RecordKey::new(self.agency.clone(), Kind::Vacancy, id).map_err(|e| {
+            let mut v = Violations::new();
+            v.push("id", e.to_string());
+            NodeError::Invalid(v)
+        })?;
+        let Record::Vacancy(mut vacancy) = self.get(&key)? else {
+            unreachable!("a vacancy key decodes as a vacancy")
+        };
+        if vacancy.status != VacancyStatus::Open {
+            return Ok(PutResult {
+                revision: vacancy.revision,
+                changed: false,
+            });
+        }
+        vacancy.status = VacancyStatus::Withdrawn;
+        self.put(Record::Vacancy(vacancy), expected)
+    }
+
+    /// Today (UTC), for rules that depend on the date.
+    pub fn today(&self) -> Date {
+        Date::today()
+    }
+}
+
+fn to_result(o: PutOutcome) -> PutResult {
+    match o {
+        PutOutcome::Unchanged { revision, .. } => PutResult {
+            revision,
+            changed: false,
+        },
+        PutOutcome::Written { revision, .. } => PutResult {
+            revision,
+            changed: true,
+        },
+    }
+}
+
+/// Decodes a stored record and restores the fields its origin assigned.
+pub fn decode(s: &StoredRecord) -> Result<Record, NodeError> {
+    let mut r = decode_content(s.key.kind, &s.content).map_err(|source| NodeError::Corrupt {
+        key: s.key.clone(),
+        source,
+    })?;
+    r.set_version(s.revision, s.updated_at_micros);
+    Ok(r)
+}
