@@ -1,0 +1,251 @@
+//! Who may call what: the role permissions of PRODUCT.md section 3, enforced on every RPC, deny by default.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use passerelle_model::AgencyId;
+use passerelle_pki::{Identity, Role};
+use tonic::Status;
+
+/// What the TLS layer learnt about the caller; tonic puts it in every request's extensions.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub identity: Arc<Identity>,
+    pub remote: SocketAddr,
+}
+
+/// The kind of access an RPC needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Health and reflection: any authenticated client.
+    Any,
+    /// Get and List of records.
+    Read,
+    /// Put, Withdraw and Import of own records.
+    Write,
+    Analytics,
+    Admin,
+    Federation,
+    /// Anything else: refused.
+    Unknown,
+}
+
+/// Classifies a gRPC path (`/passerelle.v1.Vacancies/Put`).
+pub fn classify(path: &str) -> Access {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (Some(service), Some(method)) = (parts.next(), parts.next()) else {
+        return Access::Unknown;
+    };
+    match service {
+        "grpc.health.v1.Health"
+        | "grpc.reflection.v1.ServerReflection"
+        | "grpc.reflection.v1alpha.ServerReflection" => Access::Any,
+        "passerelle.v1.Vacancies" | "passerelle.v1.Shortages" | "passerelle.v1.Supply" => {
+            match method {
+                "Get" | "List" => Access::Read,
+                "Put" | "Withdraw" | "Import" => Access::Write,
+                _ => Access::Unknown,
+            }
+        }
+        "passerelle.v1.Analytics" => Access::Analytics,
+        "passerelle.v1.Admin" => Access::Admin,
+        "passerelle.v1.Federation" => Access::Federation,
+        _ => Access::Unknown,
+    }
+}
+
+/// The node's access rules; peers and partner analysts come from `node.toml`.
+#[derive(Debug)]
+pub struct Policy {
+    own: AgencyId,
+    peers: RwLock<HashSet<AgencyId>>,
+    partner_analysts: RwLock<HashSet<AgencyId>>,
+}
+
+impl Policy {
+    pub fn new(
+        own: AgencyId,
+        peers: impl IntoIterator<Item = AgencyId>,
+        partner_analysts: impl IntoIterator<Item = AgencyId>,
+    ) -> Self {
+        Policy {
+            own,
+            peers: RwLock::new(peers.into_iter().collect()),
+            partner_analysts: RwLock::new(partner_analysts.into_iter().collect()),
+        }
+    }
+
+    /// Ok when `who` may make a call needing `access`, else why not.
+    pub fn check(&self, who: &Identity, access: Access) -> Result<(), String> {
+        let own = who.agency == self.own;
+        let ok = match (access, who.role) {
+            (Access::Any, _) => true,
+            (Access::Unknown, _) => false,
+            (Access::Federation, Role::Node) => {
+                !own && self.peers.read().expect("lock").contains(&who.agency)
+            }
+            (Access::Federation, _) => false,
+            (Access::Write, Role::Publisher) => own,
+            (Access::Read, Role::Publisher | Role::Analyst | Role::Operator) => {
+                own || (who.role == Role::Analyst && self.partner_analyst(&who.agency))
+            }
+            (Access::Analytics, Role::Analyst) => own || self.partner_analyst(&who.agency),
+            (Access::Admin, Role::Operator) => own,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} may not call {:?} services on this node",
+                who.uri(),
+                access
+            ))
+        }
+    }
+
+    fn partner_analyst(&self, agency: &AgencyId) -> bool {
+        self.partner_analysts.read().expect("lock").contains(agency)
+    }
+}
+
+/// Tower layer that refuses calls the caller's identity may not make.
+#[derive(Clone)]
+pub struct AuthzLayer {
+    policy: Arc<Policy>,
+}
+
+impl AuthzLayer {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        AuthzLayer { policy }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthzLayer {
+    type Service = Authz<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authz {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authz<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Authz<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let access = classify(req.uri().path());
+        let verdict = match req.extensions().get::<PeerInfo>() {
+            None => Err(Status::unauthenticated("no client certificate identity")),
+            Some(peer) => self.policy.check(&peer.identity, access).map_err(|why| {
+                tracing::warn!(
+                    caller = %peer.identity.uri(),
+                    remote = %peer.remote,
+                    path = req.uri().path(),
+                    "call refused"
+                );
+                Status::permission_denied(why)
+            }),
+        };
+        match verdict {
+            Ok(()) => {
+                // the clone that was polled ready must serve this call
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(inner.call(req))
+            }
+            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> Identity {
+        Identity::parse_uri(s).unwrap()
+    }
+
+    #[test]
+    fn roles_are_enforced() {
+        let p = Policy::new(
+            "tg.anpe".parse().unwrap(),
+            ["be.vdab".parse().unwrap()],
+            ["fr.francetravail".parse().unwrap()],
+        );
+        let publisher = id("urn:passerelle:tg.anpe:publisher:import");
+        let analyst = id("urn:passerelle:tg.anpe:analyst:a1");
+        let operator = id("urn:passerelle:tg.anpe:operator:ops");
+        let partner_node = id("urn:passerelle:be.vdab:node:n1");
+        let stranger_node = id("urn:passerelle:ma.anapec:node:n1");
+        let partner_publisher = id("urn:passerelle:be.vdab:publisher:p");
+        let partner_analyst = id("urn:passerelle:fr.francetravail:analyst:x");
+        let put = classify("/passerelle.v1.Vacancies/Put");
+        let get = classify("/passerelle.v1.Supply/Get");
+        assert!(p.check(&publisher, put).is_ok());
+        assert!(p.check(&analyst, put).is_err());
+        assert!(p.check(&operator, put).is_err());
+        assert!(p.check(&partner_publisher, put).is_err());
+        assert!(p.check(&analyst, get).is_ok());
+        assert!(p.check(&partner_node, get).is_err());
+        assert!(p
+            .check(&partner_node, classify("/passerelle.v1.Federation/Pull"))
+            .is_ok());
+        assert!(p
+            .check(&stranger_node, classify("/passerelle.v1.Federation/Pull"))
+            .is_err());
+        assert!(p
+            .check(&analyst, classify("/passerelle.v1.Analytics/SupplyGap"))
+            .is_ok());
+        assert!(p
+            .check(&publisher, classify("/passerelle.v1.Analytics/SupplyGap"))
+            .is_err());
+        assert!(p
+            .check(
+                &partner_analyst,
+                classify("/passerelle.v1.Analytics/SupplyGap")
+            )
+            .is_ok());
+        assert!(p
+            .check(&operator, classify("/passerelle.v1.Admin/Status"))
+            .is_ok());
+        assert!(p
+            .check(&analyst, classify("/passerelle.v1.Admin/Status"))
+            .is_err());
+        assert!(p
+            .check(&partner_node, classify("/grpc.health.v1.Health/Check"))
+            .is_ok());
+        assert!(p
+            .check(&operator, classify("/passerelle.v1.Vacancies/Delete"))
+            .is_err());
+        assert!(p.check(&operator, classify("/other.Service/X")).is_err());
+    }
+}

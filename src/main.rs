@@ -1,0 +1,84 @@
+//! The `passerelle` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use passerelle::cli::{self, Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logs(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn main() {
+    passerelle_pki::install_crypto_provider();
+    let cli = Cli::parse();
+    // servers tell what they do; client commands stay quiet unless something is wrong
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        // the demo provokes refusals on purpose; their warnings would only clutter it
+        Command::Demo(_) => "error",
+        _ => "warn",
+    };
+    init_logs(cli.log_format, default_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(run(cli));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Demo(args) => passerelle::demo::run(args).await.map(|()| 0),
+        Command::Init(args) => cli::init::run(&args).map(|out| {
+            println!("created the {} node in {}", args.agency, out.dir.display());
+            println!("  config:   {}", out.config.display());
+            println!("  profiles: {}", out.publisher_profile.display());
+            println!("            {}", out.analyst_profile.display());
+            println!("            {}", out.operator_profile.display());
+            println!(
+                "start it with: passerelle serve --config {}",
+                out.config.display()
+            );
+            0
+        }),
+        Command::Serve { config } => serve(config).await.map(|()| 0),
+        Command::Vacancy(cmd) => cli::records::run(passerelle_model::Kind::Vacancy, cmd).await,
+        Command::Shortage(cmd) => cli::records::run(passerelle_model::Kind::Shortage, cmd).await,
+        Command::Supply(cmd) => cli::records::run(passerelle_model::Kind::Supply, cmd).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+async fn serve(config: std::path::PathBuf) -> anyhow::Result<()> {
+    let cfg = passerelle_node::NodeConfig::load(&config)?;
+    let handle = passerelle::server::start(cfg, None).await?;
+    println!("listening on {}", handle.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining calls and flushing the store");
+    handle.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
