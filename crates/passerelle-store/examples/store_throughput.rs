@@ -1,4 +1,6 @@
-//! Store throughput on sled: bulk import, nightly re-import of the same file, full scan.
+//! Store throughput on sled: bulk import, nightly re-import of the same file, re-import
+//! of a changed file (each version compacts away its predecessor's log entry), full scan,
+//! consistency check, digest, purge.
 //!
 //! `cargo run --release -p passerelle-store --example store_throughput -- [N]` (default
 //! 100000 records) prints `metric=value` lines. Content is ~1.2 KB of varied text per
@@ -14,7 +16,8 @@ const BATCH: usize = 1000;
 const CONTENT_LEN: usize = 1200;
 const CACHE: u64 = 256 << 20;
 
-fn content(i: usize) -> Vec<u8> {
+/// Content of record `i` in edition `edition` of the file.
+fn content(i: usize, edition: u64) -> Vec<u8> {
     const WORDS: [&str; 12] = [
         "soudeur",
         "verpleegkundige",
@@ -29,7 +32,7 @@ fn content(i: usize) -> Vec<u8> {
         "ploegbaas",
         "technicien",
     ];
-    let mut state = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut state = (i as u64 ^ (edition << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut c = format!("{{\"id\":\"V-{i:08}\",\"title\":\"").into_bytes();
     while c.len() < CONTENT_LEN {
         state ^= state << 13;
@@ -50,19 +53,19 @@ fn seal(_: &RecordKey, _: u64, _: i64, _: &[u8]) -> Vec<u8> {
     vec![0x5a; 72]
 }
 
-fn batches(n: usize) -> impl Iterator<Item = Vec<(RecordKey, Vec<u8>, Option<u64>)>> {
+fn batches(n: usize, edition: u64) -> impl Iterator<Item = Vec<(RecordKey, Vec<u8>, Option<u64>)>> {
     (0..n).step_by(BATCH).map(move |start| {
         (start..(start + BATCH).min(n))
-            .map(|i| (key(i), content(i), None))
+            .map(|i| (key(i), content(i, edition), None))
             .collect()
     })
 }
 
 /// Runs `put_own_many` over all batches and returns the seconds spent in the store
 /// (content generation excluded), including a final flush.
-fn import(store: &RecordStore<SledEngine>, n: usize, expect_written: bool) -> f64 {
+fn import(store: &RecordStore<SledEngine>, n: usize, edition: u64, expect_written: bool) -> f64 {
     let mut spent = 0.0;
-    for batch in batches(n) {
+    for batch in batches(n, edition) {
         let t = Instant::now();
         let results = store.put_own_many(batch, 1_700_000_000_000_000, seal);
         spent += t.elapsed().as_secs_f64();
@@ -83,7 +86,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store = RecordStore::open(SledEngine::open(dir.path().join("db"), CACHE).unwrap()).unwrap();
 
-    let secs = import(&store, n, true);
+    let secs = import(&store, n, 0, true);
     println!("records={n}");
     println!("content_bytes={CONTENT_LEN}");
     println!("batch={BATCH}");
@@ -92,9 +95,17 @@ fn main() {
     println!("bytes_on_disk={size}");
     println!("bytes_on_disk_per_record={:.0}", size as f64 / n as f64);
 
-    let secs = import(&store, n, false);
+    let secs = import(&store, n, 0, false);
     println!("reimport_unchanged_records_per_s={:.0}", n as f64 / secs);
     assert_eq!(store.head_seq(), n as u64);
+
+    // every record changes: new versions under new seqs, old entries compacted away
+    let secs = import(&store, n, 1, true);
+    println!("reimport_changed_records_per_s={:.0}", n as f64 / secs);
+    assert_eq!(store.head_seq(), 2 * n as u64);
+    assert_eq!(store.log_since(0, usize::MAX).unwrap().len(), n);
+    let size = store.size_on_disk().unwrap();
+    println!("bytes_on_disk_after_update={size}");
 
     let t = Instant::now();
     let mut scanned = 0usize;
@@ -115,4 +126,20 @@ fn main() {
     let t = Instant::now();
     store.digest().unwrap();
     println!("digest_s={:.2}", t.elapsed().as_secs_f64());
+
+    // purge everything, in batches, as a retention sweep would
+    let t = Instant::now();
+    let mut purged = 0u64;
+    for start in (0..n).step_by(BATCH) {
+        let keys: Vec<RecordKey> = (start..(start + BATCH).min(n)).map(key).collect();
+        purged += store.purge(&keys).unwrap();
+    }
+    store.flush().unwrap();
+    assert_eq!(purged, n as u64);
+    println!(
+        "purge_records_per_s={:.0}",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    assert_eq!(store.purged_through_seq(), 2 * n as u64);
+    assert!(store.check_consistency().unwrap().is_ok());
 }

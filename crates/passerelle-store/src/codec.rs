@@ -3,8 +3,18 @@
 //! Key spaces, chosen so that the hot writes are appends:
 //! - `r` + kind tag + origin + `/` + id -> [`RecordValue`] (ids of one origin are
 //!   usually issued in order, so imports append)
-//! - `l` + seq as u64 big-endian -> [`LogValue`] (strictly increasing: always appends)
-//! - `m` + name -> metadata, e.g. `mlayout` -> [`MetaLayout`]
+//! - `l` + seq as u64 big-endian -> [`LogValue`] (strictly increasing: always appends;
+//!   exactly one entry per stored record, at the record's seq)
+//! - `m` + name -> metadata:
+//!   - `mlayout` -> [`MetaLayout`]
+//!   - `mhead` -> [`MetaSeq`], the head seq, written by every batch that allocates one
+//!     (the newest log entry may be compacted or purged, so it cannot tell the head)
+//!   - `mpurged` -> [`MetaSeq`], the highest seq of anything purged so far
+//!   - `mc` + peer agency -> [`MetaSeq`], the sync cursor of that peer
+//!   - `mu` + name -> [`MetaBytes`], the caller's own metadata map
+//!
+//!   The fixed names never start with a sub-prefix (`mc`, `mu`), so the open-ended
+//!   key families cannot collide with them or with each other.
 //!
 //! Every value is a format byte ([`FORMAT_V1`]) then postcard: a later release reads the
 //! byte and migrates what it does not write itself.
@@ -22,6 +32,13 @@ pub(crate) const RECORD: u8 = b'r';
 pub(crate) const LOG: u8 = b'l';
 pub(crate) const META: u8 = b'm';
 pub(crate) const META_LAYOUT: &[u8] = b"mlayout";
+pub(crate) const META_HEAD: &[u8] = b"mhead";
+pub(crate) const META_PURGED: &[u8] = b"mpurged";
+pub(crate) const META_CURSOR: &[u8] = b"mc";
+pub(crate) const META_USER: &[u8] = b"mu";
+/// Every fixed metadata key; none starts with [`META_CURSOR`] or [`META_USER`].
+#[cfg(test)]
+pub(crate) const META_FIXED: [&[u8]; 3] = [META_LAYOUT, META_HEAD, META_PURGED];
 
 /// The value stored under a record key. The key itself is not repeated: it is the
 /// storage key.
@@ -51,6 +68,32 @@ pub(crate) struct LogValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct MetaLayout {
     pub layout: u32,
+}
+
+/// A sequence number kept as metadata: head, purge horizon, peer cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MetaSeq {
+    pub seq: u64,
+}
+
+/// A value of the caller's metadata map, opaque here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MetaBytes {
+    #[serde(with = "bytes")]
+    pub value: Vec<u8>,
+}
+
+/// `prefix` followed by `name`: the key of a cursor or of a user metadata entry.
+pub(crate) fn meta_name_key(prefix: &[u8], name: &str) -> Vec<u8> {
+    [prefix, name.as_bytes()].concat()
+}
+
+/// The name in a key made by [`meta_name_key`] with the same `prefix`.
+pub(crate) fn decode_meta_name(prefix: &[u8], k: &[u8]) -> Result<String> {
+    let rest = k
+        .strip_prefix(prefix)
+        .ok_or_else(|| StoreError::corrupt(k, "wrong metadata prefix"))?;
+    String::from_utf8(rest.to_vec()).map_err(|_| StoreError::corrupt(k, "name is not utf-8"))
 }
 
 pub(crate) fn record_key(key: &RecordKey) -> Vec<u8> {
@@ -207,6 +250,23 @@ mod tests {
         assert!(decode_record_key(b"rxbe.vdab/1").is_err());
         assert!(decode_record_key(b"rvbe.vdab").is_err());
         assert!(decode_record_key(b"rvBE.vdab/1").is_err());
+    }
+
+    #[test]
+    fn metadata_families_cannot_collide() {
+        for fixed in META_FIXED {
+            assert!(fixed.starts_with(&[META]));
+            assert!(!fixed.starts_with(META_CURSOR), "{}", fixed.escape_ascii());
+            assert!(!fixed.starts_with(META_USER), "{}", fixed.escape_ascii());
+        }
+        assert!(!META_CURSOR.starts_with(META_USER) && !META_USER.starts_with(META_CURSOR));
+        // a user name that spells a cursor key or a fixed key stays in its own family
+        let k = meta_name_key(META_USER, "c/be.vdab");
+        assert!(k.starts_with(META_USER) && !k.starts_with(META_CURSOR));
+        assert_eq!(decode_meta_name(META_USER, &k).unwrap(), "c/be.vdab");
+        assert_eq!(meta_name_key(META_CURSOR, "be.vdab"), b"mcbe.vdab");
+        assert!(decode_meta_name(META_CURSOR, &k).is_err());
+        assert!(decode_meta_name(META_USER, &[b'm', b'u', 0xff]).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::Result;
 
@@ -194,7 +194,9 @@ fn scan_bounds(prefix: &[u8], start: &[u8]) -> Option<(Vec<u8>, Bound<Vec<u8>>)>
 }
 
 /// sled 0.34 on one tree: a `sled::Batch` is only atomic within a single tree, so every
-/// key space of the store shares the default tree.
+/// key space of the store shares the default tree. A clone is another handle to the
+/// same database.
+#[derive(Clone)]
 pub struct SledEngine {
     db: sled::Db,
 }
@@ -270,10 +272,16 @@ impl Engine for SledEngine {
     }
 }
 
-/// In-memory engine for tests: a `BTreeMap` under a lock, nothing survives a drop.
-#[derive(Default)]
+/// In-memory engine for tests and deterministic simulations: a `BTreeMap` under a lock.
+///
+/// A clone is another handle to the same map, so a simulated crash-restart can drop a
+/// [`crate::RecordStore`] and open a new one on a clone. Everything applied survives
+/// such a restart, flushed or not (unlike sled after a crash). Open only one store on
+/// the map at a time: two stores would each allocate seqs. The data lives until the
+/// last handle is dropped.
+#[derive(Default, Clone)]
 pub struct MemEngine {
-    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    map: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
 }
 
 impl MemEngine {
@@ -351,10 +359,94 @@ impl Engine for MemEngine {
     }
 }
 
+/// Either engine behind one concrete type, so that the node can run on sled in
+/// production and on memory in simulations without being generic over the engine.
+#[derive(Clone)]
+pub enum AnyEngine {
+    Sled(SledEngine),
+    Mem(MemEngine),
+}
+
+impl From<SledEngine> for AnyEngine {
+    fn from(e: SledEngine) -> Self {
+        AnyEngine::Sled(e)
+    }
+}
+
+impl From<MemEngine> for AnyEngine {
+    fn from(e: MemEngine) -> Self {
+        AnyEngine::Mem(e)
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $e:ident => $call:expr) => {
+        match $self {
+            AnyEngine::Sled($e) => $call,
+            AnyEngine::Mem($e) => $call,
+        }
+    };
+}
+
+impl Engine for AnyEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        delegate!(self, e => e.get(key))
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<KeyValue>> {
+        delegate!(self, e => e.scan(prefix, start, limit))
+    }
+
+    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<KeyValue>> {
+        delegate!(self, e => e.last_with_prefix(prefix))
+    }
+
+    fn count_prefix(&self, prefix: &[u8]) -> Result<u64> {
+        delegate!(self, e => e.count_prefix(prefix))
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<()> {
+        delegate!(self, e => e.apply(batch))
+    }
+
+    fn flush(&self) -> Result<()> {
+        delegate!(self, e => e.flush())
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        delegate!(self, e => e.size_on_disk())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testsuite::engine_suite;
+
+    #[test]
+    fn any_engine_passes_the_suite_on_both_engines() {
+        engine_suite(&AnyEngine::from(MemEngine::new()));
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledEngine::open(dir.path().join("db"), 8 << 20).unwrap();
+        engine_suite(&AnyEngine::from(sled));
+    }
+
+    #[test]
+    fn mem_engine_clones_share_the_map() {
+        let a = MemEngine::new();
+        let b = a.clone();
+        let mut batch = WriteBatch::new();
+        batch.put(b"k".to_vec(), b"v".to_vec());
+        a.apply(batch).unwrap();
+        drop(a);
+        assert_eq!(b.get(b"k").unwrap(), Some(b"v".to_vec()));
+        let mut batch = WriteBatch::new();
+        batch.delete(b"k".to_vec());
+        b.clone().apply(batch).unwrap();
+        assert_eq!(b.get(b"k").unwrap(), None);
+        // a new engine is a new map
+        assert_eq!(MemEngine::new().count_prefix(b"").unwrap(), 0);
+    }
 
     #[test]
     fn mem_engine_passes_the_suite() {

@@ -1,9 +1,11 @@
-//! Record store and append-only sync log of a passerelle node, over an ordered key-value engine.
+//! Record store and sync log of a passerelle node, over an ordered key-value engine.
 //!
-//! Layers, bottom up: [`engine`] (sled in production, a `BTreeMap` in tests, one shared
-//! test suite) and [`records`] (records of every origin, revisions, the sync log,
-//! consistency check and state digest). Record content is opaque bytes: the caller
-//! validates and canonically encodes domain records before they get here.
+//! Layers, bottom up: [`engine`] (sled in production, a `BTreeMap` in tests and
+//! simulations, [`AnyEngine`] to pick one at run time, one shared test suite) and
+//! [`records`] (records of every origin, revisions, the compacted sync log, tombstone
+//! purge, peer cursors, a small metadata map, consistency check and state digest).
+//! Record content is opaque bytes: the caller validates and canonically encodes domain
+//! records before they get here.
 
 mod codec;
 pub mod engine;
@@ -12,7 +14,7 @@ pub mod records;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
-pub use engine::{BatchOp, Engine, KeyValue, MemEngine, Scan, SledEngine, WriteBatch};
+pub use engine::{AnyEngine, BatchOp, Engine, KeyValue, MemEngine, Scan, SledEngine, WriteBatch};
 pub use error::{Result, StoreError};
 pub use records::{
     ConsistencyReport, LogEntry, PutOutcome, RecordStore, Replica, ReplicaOutcome, StateDigest,

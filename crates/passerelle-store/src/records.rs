@@ -1,24 +1,27 @@
-//! Records of every origin, their revisions, and the node's append-only sync log.
+//! Records of every origin, their revisions, and the node's compacted sync log.
 //!
 //! One writer at a time (a mutex), any number of readers. Each accepted change writes the
-//! record and its log entry in one atomic engine batch, so after a crash the log and the
-//! records agree and the head sequence is the last log entry. A change is durable once
-//! [`RecordStore::flush`] has returned.
+//! record, its log entry and the new head seq in one atomic engine batch, and deletes the
+//! log entry of the version it supersedes (each record knows the seq of its entry). So
+//! the log holds exactly one entry per stored record, at that record's seq, and
+//! `log_since(0, ..)` is a snapshot of the current state. Seqs are never reused: the
+//! head is persisted as metadata, because the newest entry may be compacted or purged.
+//! A change is durable once [`RecordStore::flush`] has returned.
 //!
-//! The log is append-only for now. It is written so that compaction can come later: each
-//! record keeps the seq of its current log entry, so an entry whose seq differs from its
-//! record's is superseded and may go. Compaction must keep the newest entry (or record a
-//! head floor in metadata), since [`RecordStore::open`] recovers the head from it.
+//! Tombstones are purged by the caller's choice ([`RecordStore::purge`]), which raises
+//! a persisted purge horizon; peers' sync cursors are written in the same batch as the
+//! replicas they cover ([`RecordStore::apply_replicas_with_cursor`]), so a flushed
+//! cursor never runs ahead of the state it stands for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use passerelle_model::{AgencyId, Kind, RecordKey};
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::codec::{self, LogValue, MetaLayout, RecordValue};
+use crate::codec::{self, LogValue, MetaBytes, MetaLayout, MetaSeq, RecordValue};
 use crate::engine::{successor, Engine, WriteBatch};
 use crate::error::{Result, StoreError};
 
@@ -113,6 +116,7 @@ pub enum ReplicaOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsistencyReport {
     pub head_seq: u64,
+    pub purged_through_seq: u64,
     pub records: u64,
     pub log_entries: u64,
     /// The first [`ConsistencyReport::MAX_LISTED`] problems, in the order found.
@@ -139,8 +143,12 @@ impl fmt::Display for ConsistencyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "head seq {}, {} records, {} log entries, {} problems",
-            self.head_seq, self.records, self.log_entries, self.problems_total
+            "head seq {}, purged through seq {}, {} records, {} log entries, {} problems",
+            self.head_seq,
+            self.purged_through_seq,
+            self.records,
+            self.log_entries,
+            self.problems_total
         )?;
         for p in &self.problems {
             write!(f, "\n  {p}")?;
@@ -171,19 +179,31 @@ impl fmt::Display for StateDigest {
     }
 }
 
+/// What only writers change, guarded by the writer lock.
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    head: u64,
+    purged_through: u64,
+}
+
 /// The record store of one node.
 pub struct RecordStore<E: Engine> {
     engine: E,
-    /// The single writer lock; it holds the head seq, which only writers advance.
-    writer: Mutex<u64>,
+    /// The single writer lock. Metadata writes take it too, so that
+    /// [`RecordStore::check_consistency`] and [`RecordStore::digest`] see one state.
+    writer: Mutex<Heads>,
     /// The head seq for readers, published after each successful batch.
     head: AtomicU64,
+    /// The purge horizon for readers, published after each successful purge.
+    purged_through: AtomicU64,
 }
 
 impl<E: Engine> RecordStore<E> {
-    /// Opens the store, writing the layout marker into an empty engine and recovering
-    /// the head seq from the last log entry.
+    /// Opens the store: writes the layout marker and head seq into an empty engine, and
+    /// recovers the head seq and purge horizon from metadata. A store that has no
+    /// persisted head yet takes it from its last log entry.
     pub fn open(engine: E) -> Result<Self> {
+        let mut init = WriteBatch::new();
         match engine.get(codec::META_LAYOUT)? {
             Some(bytes) => {
                 let meta: MetaLayout = codec::decode(codec::META_LAYOUT, &bytes)?;
@@ -194,26 +214,54 @@ impl<E: Engine> RecordStore<E> {
                     ));
                 }
             }
-            None => {
-                let mut b = WriteBatch::new();
-                b.put(
-                    codec::META_LAYOUT,
-                    codec::encode(&MetaLayout {
-                        layout: codec::LAYOUT,
-                    }),
-                );
-                engine.apply(b)?;
-            }
+            None => init.put(
+                codec::META_LAYOUT,
+                codec::encode(&MetaLayout {
+                    layout: codec::LAYOUT,
+                }),
+            ),
         }
-        let head = match engine.last_with_prefix(&[codec::LOG])? {
+        let last_logged = match engine.last_with_prefix(&[codec::LOG])? {
             Some((k, _)) => codec::decode_log_key(&k)?,
             None => 0,
         };
-        debug!(head_seq = head, "record store opened");
+        let head = match read_seq(&engine, codec::META_HEAD)? {
+            Some(head) if head >= last_logged => head,
+            Some(head) => {
+                // Only damage gets here; going on from the persisted head would reuse
+                // seqs and overwrite entries. check_consistency reports the damage.
+                warn!(
+                    head_seq = head,
+                    last_log_seq = last_logged,
+                    "log runs past the persisted head seq"
+                );
+                last_logged
+            }
+            None => {
+                init.put(
+                    codec::META_HEAD,
+                    codec::encode(&MetaSeq { seq: last_logged }),
+                );
+                last_logged
+            }
+        };
+        let purged_through = read_seq(&engine, codec::META_PURGED)?.unwrap_or(0);
+        if !init.is_empty() {
+            engine.apply(init)?;
+        }
+        debug!(
+            head_seq = head,
+            purged_through_seq = purged_through,
+            "record store opened"
+        );
         Ok(RecordStore {
             engine,
-            writer: Mutex::new(head),
+            writer: Mutex::new(Heads {
+                head,
+                purged_through,
+            }),
             head: AtomicU64::new(head),
+            purged_through: AtomicU64::new(purged_through),
         })
     }
 
@@ -223,18 +271,24 @@ impl<E: Engine> RecordStore<E> {
         &self.engine
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, u64> {
-        // The guarded head only changes after a batch applied, so a panic while holding
-        // the lock cannot leave it out of step with the engine.
+    fn lock_writer(&self) -> MutexGuard<'_, Heads> {
+        // The guarded heads only change after a batch applied, so a panic while holding
+        // the lock cannot leave them out of step with the engine.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn commit(&self, head: &mut u64, txn: Txn<'_, E>) -> Result<()> {
+    /// Applies the transaction's batch, persisting the head seq with it when the batch
+    /// allocated seqs.
+    fn commit(&self, heads: &mut Heads, mut txn: Txn<'_, E>) -> Result<()> {
+        if txn.head != heads.head {
+            txn.batch
+                .put(codec::META_HEAD, codec::encode(&MetaSeq { seq: txn.head }));
+        }
         if txn.batch.is_empty() {
             return Ok(());
         }
         self.engine.apply(txn.batch)?;
-        *head = txn.head;
+        heads.head = txn.head;
         self.head.store(txn.head, Ordering::Release);
         Ok(())
     }
@@ -252,10 +306,10 @@ impl<E: Engine> RecordStore<E> {
         now_micros: i64,
         seal: impl FnOnce(&RecordKey, u64, i64, &[u8]) -> Vec<u8>,
     ) -> Result<PutOutcome> {
-        let mut head = self.lock_writer();
-        let mut txn = Txn::new(&self.engine, *head);
+        let mut heads = self.lock_writer();
+        let mut txn = Txn::new(&self.engine, heads.head);
         let outcome = txn.put_own(key, content, expected_revision, now_micros, seal)?;
-        self.commit(&mut head, txn)?;
+        self.commit(&mut heads, txn)?;
         Ok(outcome)
     }
 
@@ -268,13 +322,13 @@ impl<E: Engine> RecordStore<E> {
         now_micros: i64,
         seal: impl Fn(&RecordKey, u64, i64, &[u8]) -> Vec<u8>,
     ) -> Vec<Result<PutOutcome>> {
-        let mut head = self.lock_writer();
-        let mut txn = Txn::new(&self.engine, *head);
+        let mut heads = self.lock_writer();
+        let mut txn = Txn::new(&self.engine, heads.head);
         let results: Vec<Result<PutOutcome>> = items
             .into_iter()
             .map(|(key, content, expected)| txn.put_own(key, content, expected, now_micros, &seal))
             .collect();
-        match self.commit(&mut head, txn) {
+        match self.commit(&mut heads, txn) {
             Ok(()) => results,
             Err(e) => fail_all(results, e),
         }
@@ -283,24 +337,197 @@ impl<E: Engine> RecordStore<E> {
     /// Stores a replica if its revision is newer than the stored one. It keeps the
     /// origin's revision, timestamp, content and seal, and gets a new local seq.
     pub fn apply_replica(&self, replica: Replica) -> Result<ReplicaOutcome> {
-        let mut head = self.lock_writer();
-        let mut txn = Txn::new(&self.engine, *head);
+        let mut heads = self.lock_writer();
+        let mut txn = Txn::new(&self.engine, heads.head);
         let outcome = txn.apply_replica(replica)?;
-        self.commit(&mut head, txn)?;
+        self.commit(&mut heads, txn)?;
         Ok(outcome)
     }
 
     /// [`RecordStore::apply_replica`] for many replicas, in order, in one atomic batch,
     /// with the same error rule as [`RecordStore::put_own_many`].
     pub fn apply_replicas(&self, replicas: Vec<Replica>) -> Vec<Result<ReplicaOutcome>> {
-        let mut head = self.lock_writer();
-        let mut txn = Txn::new(&self.engine, *head);
-        let results: Vec<Result<ReplicaOutcome>> =
-            replicas.into_iter().map(|r| txn.apply_replica(r)).collect();
-        match self.commit(&mut head, txn) {
+        let (results, committed) = self.apply_replicas_inner(replicas, None);
+        match committed {
             Ok(()) => results,
             Err(e) => fail_all(results, e),
         }
+    }
+
+    /// [`RecordStore::apply_replicas`] that also sets the sync cursor of `peer` to `seq`
+    /// in the same atomic batch, so once flushed the cursor never runs ahead of the
+    /// state it covers. The cursor is written even when every replica is ignored (or
+    /// there are none), but only when every replica succeeded: a replica that failed
+    /// (say, a stored value that does not decode) is not covered, so the cursor stays
+    /// where it was and the next pull fetches it again. The cursor is set as given,
+    /// not raised to the larger value: keeping it monotonic is the caller's business.
+    ///
+    /// `Err` when the batch could not be written: then nothing was stored, cursor
+    /// included. Otherwise one result per replica.
+    pub fn apply_replicas_with_cursor(
+        &self,
+        replicas: Vec<Replica>,
+        cursor: Option<(&str, u64)>,
+    ) -> Result<Vec<Result<ReplicaOutcome>>> {
+        let (results, committed) = self.apply_replicas_inner(replicas, cursor);
+        committed.map(|()| results)
+    }
+
+    fn apply_replicas_inner(
+        &self,
+        replicas: Vec<Replica>,
+        cursor: Option<(&str, u64)>,
+    ) -> (Vec<Result<ReplicaOutcome>>, Result<()>) {
+        let mut heads = self.lock_writer();
+        let mut txn = Txn::new(&self.engine, heads.head);
+        let results: Vec<Result<ReplicaOutcome>> =
+            replicas.into_iter().map(|r| txn.apply_replica(r)).collect();
+        if let Some((peer, seq)) = cursor {
+            if results.iter().all(Result::is_ok) {
+                txn.batch.put(
+                    codec::meta_name_key(codec::META_CURSOR, peer),
+                    codec::encode(&MetaSeq { seq }),
+                );
+            }
+        }
+        let committed = self.commit(&mut heads, txn);
+        (results, committed)
+    }
+
+    /// The sync cursor of `peer` (the last seq of theirs this node holds), if any.
+    pub fn cursor(&self, peer: &str) -> Result<Option<u64>> {
+        read_seq(
+            &self.engine,
+            &codec::meta_name_key(codec::META_CURSOR, peer),
+        )
+    }
+
+    /// Sets the sync cursor of `peer`, e.g. back to 0 to pull everything again.
+    pub fn set_cursor(&self, peer: &str, seq: u64) -> Result<()> {
+        let _writer = self.lock_writer();
+        let mut b = WriteBatch::new();
+        b.put(
+            codec::meta_name_key(codec::META_CURSOR, peer),
+            codec::encode(&MetaSeq { seq }),
+        );
+        self.engine.apply(b)
+    }
+
+    /// Every peer's sync cursor, ordered by peer name (as bytes).
+    pub fn cursors(&self) -> Result<Vec<(String, u64)>> {
+        self.engine
+            .iter_prefix(codec::META_CURSOR, codec::META_CURSOR)
+            .map(|item| {
+                let (k, v) = item?;
+                let peer = codec::decode_meta_name(codec::META_CURSOR, &k)?;
+                let m: MetaSeq = codec::decode(&k, &v)?;
+                Ok((peer, m.seq))
+            })
+            .collect()
+    }
+
+    /// A value of the caller's metadata map (flags such as blocked peers). The map is
+    /// its own key family: no name can touch the store's own metadata.
+    pub fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let k = codec::meta_name_key(codec::META_USER, name);
+        match self.engine.get(&k)? {
+            Some(bytes) => Ok(Some(codec::decode::<MetaBytes>(&k, &bytes)?.value)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets a value of the caller's metadata map, in its own atomic batch.
+    pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<()> {
+        let _writer = self.lock_writer();
+        let mut b = WriteBatch::new();
+        b.put(
+            codec::meta_name_key(codec::META_USER, name),
+            codec::encode(&MetaBytes {
+                value: value.to_vec(),
+            }),
+        );
+        self.engine.apply(b)
+    }
+
+    /// Removes a value of the caller's metadata map; absent names are fine.
+    pub fn meta_delete(&self, name: &str) -> Result<()> {
+        let _writer = self.lock_writer();
+        let mut b = WriteBatch::new();
+        b.delete(codec::meta_name_key(codec::META_USER, name));
+        self.engine.apply(b)
+    }
+
+    /// Every entry of the caller's metadata map whose name starts with `prefix`,
+    /// ordered by name (as bytes).
+    pub fn meta_list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let p = codec::meta_name_key(codec::META_USER, prefix);
+        self.engine
+            .iter_prefix(&p, &p)
+            .map(|item| {
+                let (k, v) = item?;
+                let name = codec::decode_meta_name(codec::META_USER, &k)?;
+                Ok((name, codec::decode::<MetaBytes>(&k, &v)?.value))
+            })
+            .collect()
+    }
+
+    /// Deletes these records and their log entries in one atomic batch, and raises the
+    /// purge horizon to the highest seq purged. Absent keys (and repeats) are skipped;
+    /// returns how many records went. Which records may go (tombstones past the
+    /// retention horizon) is the caller's decision.
+    ///
+    /// A newer version may arrive between the caller's choice and this call; use
+    /// [`RecordStore::purge_at`] to purge only the versions that were chosen.
+    pub fn purge(&self, keys: &[RecordKey]) -> Result<u64> {
+        self.purge_where(keys.iter().map(|k| (k, None)))
+    }
+
+    /// [`RecordStore::purge`] of each key only while it is still at the given revision.
+    pub fn purge_at(&self, items: &[(RecordKey, u64)]) -> Result<u64> {
+        self.purge_where(items.iter().map(|(k, r)| (k, Some(*r))))
+    }
+
+    fn purge_where<'k>(
+        &self,
+        items: impl Iterator<Item = (&'k RecordKey, Option<u64>)>,
+    ) -> Result<u64> {
+        let mut heads = self.lock_writer();
+        let mut batch = WriteBatch::new();
+        let mut seen = HashSet::new();
+        let mut purged = 0u64;
+        let mut through = heads.purged_through;
+        for (key, revision) in items {
+            let skey = codec::record_key(key);
+            if !seen.insert(skey.clone()) {
+                continue;
+            }
+            let Some(bytes) = self.engine.get(&skey)? else {
+                continue;
+            };
+            let v: RecordValue = codec::decode(&skey, &bytes)?;
+            if revision.is_some_and(|r| r != v.revision) {
+                continue;
+            }
+            batch.delete(codec::log_key(v.seq).to_vec());
+            batch.delete(skey);
+            purged += 1;
+            through = through.max(v.seq);
+        }
+        if purged == 0 {
+            return Ok(0);
+        }
+        batch.put(codec::META_PURGED, codec::encode(&MetaSeq { seq: through }));
+        self.engine.apply(batch)?;
+        heads.purged_through = through;
+        self.purged_through.store(through, Ordering::Release);
+        debug!(purged, purged_through_seq = through, "records purged");
+        Ok(purged)
+    }
+
+    /// The highest seq of any record purged so far (0 when none): a peer whose cursor
+    /// is below it may have missed a purged tombstone and must re-sync from a snapshot.
+    pub fn purged_through_seq(&self) -> u64 {
+        self.purged_through.load(Ordering::Acquire)
     }
 
     pub fn get(&self, key: &RecordKey) -> Result<Option<StoredRecord>> {
@@ -374,7 +601,9 @@ impl<E: Engine> RecordStore<E> {
         self.head.load(Ordering::Acquire)
     }
 
-    /// Up to `limit` log entries with seq > `since`, ascending.
+    /// Up to `limit` log entries with seq > `since`, ascending. There is one entry per
+    /// stored record, so from 0 this is a snapshot of the current state; seqs have gaps
+    /// where versions were superseded or purged.
     pub fn log_since(&self, since: u64, limit: usize) -> Result<Vec<LogEntry>> {
         let Some(first) = since.checked_add(1) else {
             return Ok(Vec::new());
@@ -395,16 +624,18 @@ impl<E: Engine> RecordStore<E> {
         self.engine.size_on_disk()
     }
 
-    /// Checks the invariants tying records and log together: log seqs are exactly
-    /// 1..=head, every record's seq has a log entry for that key and revision, every log
-    /// entry's record exists at that revision or later, every value decodes, no unknown
-    /// keys. Writers wait while it runs; engine errors are returned as errors, everything
-    /// else as problems in the report.
+    /// Checks the invariants tying records, log and metadata together: log entries and
+    /// records are in one-to-one correspondence (each entry names an existing record
+    /// whose seq and revision are the entry's, each record's seq has such an entry), no
+    /// seq is 0 or above the persisted head, the purge horizon is not above the head,
+    /// every value decodes, no unknown keys. Seqs need not be contiguous: compaction and
+    /// purge leave gaps. Writers wait while it runs; engine errors are returned as
+    /// errors, everything else as problems in the report.
     pub fn check_consistency(&self) -> Result<ConsistencyReport> {
-        let head_guard = self.lock_writer();
-        let head = *head_guard;
+        let heads = self.lock_writer();
         let mut report = ConsistencyReport {
-            head_seq: head,
+            head_seq: heads.head,
+            purged_through_seq: heads.purged_through,
             records: 0,
             log_entries: 0,
             problems: Vec::new(),
@@ -412,24 +643,76 @@ impl<E: Engine> RecordStore<E> {
         };
 
         let mut meta_keys = 0u64;
+        let mut layout_seen = false;
+        let mut persisted_head = None;
+        let mut persisted_purged = 0u64;
+        let decode_seq = |report: &mut ConsistencyReport, k: &[u8], v: &[u8]| {
+            codec::decode::<MetaSeq>(k, v)
+                .map_err(|e| report.problem(e.to_string()))
+                .ok()
+                .map(|m| m.seq)
+        };
         for item in self.engine.iter_prefix(&[codec::META], &[codec::META]) {
             let (k, v) = item?;
             meta_keys += 1;
             if k == codec::META_LAYOUT {
+                layout_seen = true;
                 match codec::decode::<MetaLayout>(&k, &v) {
                     Ok(m) if m.layout == codec::LAYOUT => {}
                     Ok(m) => report.problem(format!("unsupported layout {}", m.layout)),
                     Err(e) => report.problem(e.to_string()),
                 }
+            } else if k == codec::META_HEAD {
+                persisted_head = decode_seq(&mut report, &k, &v);
+            } else if k == codec::META_PURGED {
+                persisted_purged = decode_seq(&mut report, &k, &v).unwrap_or(0);
+            } else if k.starts_with(codec::META_CURSOR) {
+                if let Err(e) = codec::decode_meta_name(codec::META_CURSOR, &k) {
+                    report.problem(e.to_string());
+                }
+                decode_seq(&mut report, &k, &v);
+            } else if k.starts_with(codec::META_USER) {
+                if let Err(e) = codec::decode_meta_name(codec::META_USER, &k)
+                    .and_then(|_| codec::decode::<MetaBytes>(&k, &v))
+                {
+                    report.problem(e.to_string());
+                }
             } else {
                 report.problem(format!("unknown metadata key {}", k.escape_ascii()));
             }
         }
-        if meta_keys == 0 {
+        if !layout_seen {
             report.problem("layout marker missing".into());
         }
+        // Seqs are checked against the persisted head: it is what a restart continues
+        // from, so an entry above it would have its seq handed out again.
+        let head = match persisted_head {
+            None => {
+                report.problem("head seq not persisted".into());
+                heads.head
+            }
+            Some(p) => {
+                if p != heads.head {
+                    report.problem(format!(
+                        "head seq {} in memory but {p} persisted",
+                        heads.head
+                    ));
+                }
+                p
+            }
+        };
+        if persisted_purged != heads.purged_through {
+            report.problem(format!(
+                "purged through seq {} in memory but {persisted_purged} persisted",
+                heads.purged_through
+            ));
+        }
+        if persisted_purged > head {
+            report.problem(format!(
+                "purged through seq {persisted_purged} above head seq {head}"
+            ));
+        }
 
-        let mut expected_seq = 1u64;
         for item in self.engine.iter_prefix(&[codec::LOG], &[codec::LOG]) {
             let (k, v) = item?;
             report.log_entries += 1;
@@ -441,41 +724,19 @@ impl<E: Engine> RecordStore<E> {
                 }
             };
             let seq = entry.seq;
-            if seq != expected_seq {
-                report.problem(format!(
-                    "log hole: expected seq {expected_seq}, found {seq}"
-                ));
+            if seq == 0 || seq > head {
+                report.problem(format!("log seq {seq} outside 1..={head}"));
             }
-            expected_seq = seq.saturating_add(1);
             match self.get(&entry.key) {
                 Ok(None) => report.problem(format!("log seq {seq}: record {} missing", entry.key)),
-                Ok(Some(rec)) => {
-                    if rec.revision < entry.revision {
-                        report.problem(format!(
-                            "log seq {seq}: record {} at revision {} below logged {}",
-                            entry.key, rec.revision, entry.revision
-                        ));
-                    }
-                    if rec.seq < seq {
-                        report.problem(format!(
-                            "log seq {seq}: record {} points to older seq {}",
-                            entry.key, rec.seq
-                        ));
-                    }
-                    if rec.seq == seq && rec.revision != entry.revision {
-                        report.problem(format!(
-                            "log seq {seq}: record {} has revision {}, log says {}",
-                            entry.key, rec.revision, entry.revision
-                        ));
-                    }
-                }
+                Ok(Some(rec)) if rec.seq == seq && rec.revision == entry.revision => {}
+                Ok(Some(rec)) => report.problem(format!(
+                    "log seq {seq}: record {} is at seq {} revision {}, entry says revision {}",
+                    entry.key, rec.seq, rec.revision, entry.revision
+                )),
                 Err(StoreError::Engine(e)) => return Err(StoreError::Engine(e)),
                 Err(e) => report.problem(format!("log seq {seq}: {e}")),
             }
-        }
-        let last_seq = expected_seq - 1;
-        if last_seq != head {
-            report.problem(format!("head seq {head} but last log seq {last_seq}"));
         }
 
         let prefix = codec::record_prefix(None, None);
@@ -522,7 +783,7 @@ impl<E: Engine> RecordStore<E> {
         if all != known {
             report.problem(format!("{} keys outside the known key spaces", all - known));
         }
-        drop(head_guard);
+        drop(heads);
         Ok(report)
     }
 
@@ -619,6 +880,7 @@ impl<'a, E: Engine> Txn<'a, E> {
         let seq = self.append(
             &key,
             skey,
+            stored_seq,
             RecordValue {
                 revision,
                 updated_at_micros: now_micros,
@@ -632,13 +894,15 @@ impl<'a, E: Engine> Txn<'a, E> {
 
     fn apply_replica(&mut self, r: Replica) -> Result<ReplicaOutcome> {
         let skey = codec::record_key(&r.key);
-        let stored_revision = self.with_stored(&skey, |v| v.map_or(0, |v| v.revision))?;
+        let (stored_revision, stored_seq) =
+            self.with_stored(&skey, |v| v.map_or((0, 0), |v| (v.revision, v.seq)))?;
         if r.revision <= stored_revision {
             return Ok(ReplicaOutcome::Ignored { stored_revision });
         }
         let seq = self.append(
             &r.key,
             skey,
+            stored_seq,
             RecordValue {
                 revision: r.revision,
                 updated_at_micros: r.updated_at_micros,
@@ -650,8 +914,19 @@ impl<'a, E: Engine> Txn<'a, E> {
         Ok(ReplicaOutcome::Applied { seq })
     }
 
-    /// Adds the version and its log entry to the batch under the next seq.
-    fn append(&mut self, key: &RecordKey, skey: Vec<u8>, mut value: RecordValue) -> u64 {
+    /// Adds the version and its log entry to the batch under the next seq, and deletes
+    /// the entry of the version it supersedes (seq `previous_seq`, 0 when none). When
+    /// that entry was put earlier in this batch, the later delete wins.
+    fn append(
+        &mut self,
+        key: &RecordKey,
+        skey: Vec<u8>,
+        previous_seq: u64,
+        mut value: RecordValue,
+    ) -> u64 {
+        if previous_seq != 0 {
+            self.batch.delete(codec::log_key(previous_seq).to_vec());
+        }
         self.head += 1;
         value.seq = self.head;
         self.batch.put(
@@ -661,6 +936,14 @@ impl<'a, E: Engine> Txn<'a, E> {
         self.batch.put(skey.clone(), codec::encode(&value));
         self.pending.insert(skey, value);
         self.head
+    }
+}
+
+/// A [`MetaSeq`] stored under `key`, if any.
+fn read_seq(engine: &impl Engine, key: &[u8]) -> Result<Option<u64>> {
+    match engine.get(key)? {
+        Some(bytes) => Ok(Some(codec::decode::<MetaSeq>(key, &bytes)?.seq)),
+        None => Ok(None),
     }
 }
 
@@ -697,7 +980,7 @@ fn decode_log(k: &[u8], v: &[u8]) -> Result<LogEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{MemEngine, SledEngine};
+    use crate::engine::{AnyEngine, MemEngine, SledEngine};
 
     fn key(s: &str) -> RecordKey {
         s.parse().unwrap()
@@ -819,13 +1102,17 @@ mod tests {
         assert_eq!(rec.content, b"b");
         // back to the first content is a change too
         assert_eq!(put(&s, "be.vdab/vacancy/V-1", "a").revision(), 3);
-        let log = s.log_since(1, 10).unwrap();
+        // entries 1 and 3 were superseded by 4 and compacted away
+        let log = s.log_since(0, 10).unwrap();
         assert_eq!(
-            log.iter().map(|e| (e.seq, e.revision)).collect::<Vec<_>>(),
-            vec![(2, 1), (3, 2), (4, 3)]
+            log.iter()
+                .map(|e| (e.seq, e.key.id.as_str(), e.revision))
+                .collect::<Vec<_>>(),
+            vec![(2, "V-9", 1), (4, "V-1", 3)]
         );
-        assert_eq!(s.log_since(3, 10).unwrap().len(), 1);
+        assert_eq!(s.log_since(2, 10).unwrap().len(), 1);
         assert_eq!(s.log_since(1, 1).unwrap()[0].seq, 2);
+        assert_eq!(s.log_since(2, 1).unwrap()[0].seq, 4);
         assert!(s.log_since(4, 10).unwrap().is_empty());
         assert!(s.log_since(u64::MAX, 10).unwrap().is_empty());
         assert!(s.log_since(0, 0).unwrap().is_empty());
@@ -959,7 +1246,8 @@ mod tests {
                 .iter()
                 .map(|e| (e.seq, e.key.id.as_str(), e.revision))
                 .collect::<Vec<_>>(),
-            vec![(1, "A", 1), (2, "B", 1), (3, "B", 2), (4, "A", 2)]
+            // B's first version (seq 2) was superseded within the same batch
+            vec![(3, "B", 2), (4, "A", 2)]
         );
         assert!(s.put_own_many(Vec::new(), 0, seal).is_empty());
         assert_eq!(s.head_seq(), 4);
@@ -1164,6 +1452,447 @@ mod tests {
         assert_ne!(s.digest().unwrap(), other.digest().unwrap());
     }
 
+    /// (seq, key, revision) of a log entry or a record.
+    type Row = (u64, String, u64);
+
+    /// Every log entry, as (seq, key, revision), and every record, as (seq, key,
+    /// revision): equal when the log is exactly one entry per record.
+    fn log_and_records(s: &RecordStore<impl Engine>) -> (Vec<Row>, Vec<Row>) {
+        let log = s
+            .log_since(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.seq, e.key.to_string(), e.revision))
+            .collect();
+        let mut recs: Vec<_> = s
+            .iter(None)
+            .map(|r| {
+                let r = r.unwrap();
+                (r.seq, r.key.to_string(), r.revision)
+            })
+            .collect();
+        recs.sort();
+        (log, recs)
+    }
+
+    fn compaction_keeps_one_entry_per_record(s: RecordStore<impl Engine>) {
+        put(&s, "be.vdab/vacancy/A", "a1"); // 1
+        put(&s, "be.vdab/vacancy/B", "b1"); // 2
+        put(&s, "be.vdab/vacancy/A", "a2"); // 3, drops 1
+        s.apply_replica(replica("tg.anpe/supply/C", 1, "c1"))
+            .unwrap(); // 4
+        s.apply_replica(replica("tg.anpe/supply/C", 3, "c3"))
+            .unwrap(); // 5, drops 4
+                       // superseded twice within one batch: only the last version's entry stays
+        let out = s.put_own_many(
+            vec![
+                (key("be.vdab/vacancy/B"), b"b2".to_vec(), None), // 6, drops 2
+                (key("be.vdab/vacancy/D"), b"d1".to_vec(), None), // 7
+                (key("be.vdab/vacancy/B"), b"b3".to_vec(), None), // 8, drops 6
+            ],
+            1,
+            seal,
+        );
+        assert!(out.iter().all(|r| r.as_ref().unwrap().is_written()));
+        let out = s
+            .apply_replicas(vec![
+                replica("tg.anpe/supply/C", 4, "c4"), // 9, drops 5
+                replica("tg.anpe/supply/C", 6, "c6"), // 10, drops 9
+                replica("tg.anpe/supply/C", 5, "c5"), // ignored
+            ])
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(out[2], ReplicaOutcome::Ignored { stored_revision: 6 });
+        // neither an unchanged put nor an ignored replica touches the log
+        put(&s, "be.vdab/vacancy/D", "d1");
+        s.apply_replica(replica("tg.anpe/supply/C", 2, "c2"))
+            .unwrap();
+        assert_eq!(s.head_seq(), 10);
+
+        let (log, recs) = log_and_records(&s);
+        assert_eq!(
+            log,
+            vec![
+                (3, "be.vdab/vacancy/A".to_string(), 2),
+                (7, "be.vdab/vacancy/D".to_string(), 1),
+                (8, "be.vdab/vacancy/B".to_string(), 3),
+                (10, "tg.anpe/supply/C".to_string(), 6),
+            ]
+        );
+        assert_eq!(
+            log, recs,
+            "log_since(0) is a snapshot: one entry per record"
+        );
+        for gone in [1, 2, 4, 5, 6, 9] {
+            assert_eq!(
+                s.engine().get(&codec::log_key(gone)).unwrap(),
+                None,
+                "seq {gone}"
+            );
+        }
+        assert_eq!(s.engine().count_prefix(&[codec::LOG]).unwrap(), 4);
+        // a page boundary inside the gaps
+        assert_eq!(s.log_since(3, 1).unwrap()[0].seq, 7);
+        assert_eq!(s.log_since(8, 10).unwrap().len(), 1);
+        assert_consistent(&s);
+    }
+
+    fn purge_removes_record_entry_and_raises_horizon(s: RecordStore<impl Engine>) {
+        assert_eq!(s.purged_through_seq(), 0);
+        put(&s, "be.vdab/vacancy/A", "a"); // 1
+        put(&s, "be.vdab/vacancy/B", "b"); // 2
+        s.apply_replica(replica("tg.anpe/vacancy/C", 3, "c"))
+            .unwrap(); // 3
+        put(&s, "be.vdab/vacancy/D", "d"); // 4
+        put(&s, "be.vdab/vacancy/A", "a2"); // 5
+        assert_eq!(s.purge(&[]).unwrap(), 0);
+        assert_eq!(s.purge(&[key("be.vdab/vacancy/none")]).unwrap(), 0);
+        assert_eq!(s.purged_through_seq(), 0);
+        assert_eq!(s.engine().get(codec::META_PURGED).unwrap(), None);
+
+        // repeats and absent keys are skipped
+        let n = s
+            .purge(&[
+                key("tg.anpe/vacancy/C"),
+                key("be.vdab/vacancy/none"),
+                key("be.vdab/vacancy/A"),
+                key("tg.anpe/vacancy/C"),
+            ])
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(s.get(&key("be.vdab/vacancy/A")).unwrap(), None);
+        assert_eq!(s.get(&key("tg.anpe/vacancy/C")).unwrap(), None);
+        assert_eq!(s.engine().get(&codec::log_key(3)).unwrap(), None);
+        assert_eq!(s.engine().get(&codec::log_key(5)).unwrap(), None);
+        assert_eq!(s.purged_through_seq(), 5);
+        // purging changes no seq: the head stays, the next change goes on from it
+        assert_eq!(s.head_seq(), 5);
+        let (log, recs) = log_and_records(&s);
+        assert_eq!(log.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 4]);
+        assert_eq!(log, recs);
+        assert_consistent(&s);
+
+        // purge_at only takes the version that was chosen
+        put(&s, "be.vdab/vacancy/B", "b2"); // 6, revision 2
+        assert_eq!(s.purge_at(&[(key("be.vdab/vacancy/B"), 1)]).unwrap(), 0);
+        assert!(s.get(&key("be.vdab/vacancy/B")).unwrap().is_some());
+        assert_eq!(s.purged_through_seq(), 5);
+        assert_eq!(s.purge_at(&[(key("be.vdab/vacancy/B"), 2)]).unwrap(), 1);
+        assert_eq!(s.purged_through_seq(), 6);
+        // a lower seq purged later does not lower the horizon
+        assert_eq!(s.purge(&[key("be.vdab/vacancy/D")]).unwrap(), 1);
+        assert_eq!(s.purged_through_seq(), 6);
+        assert!(s.log_since(0, 10).unwrap().is_empty());
+        assert_eq!(s.count(Kind::Vacancy).unwrap(), 0);
+        // a purged key starts over, under a new seq
+        assert_eq!(
+            put(&s, "be.vdab/vacancy/A", "again"),
+            PutOutcome::Written {
+                revision: 1,
+                seq: 7
+            }
+        );
+        assert_consistent(&s);
+    }
+
+    fn cursor_moves_with_its_replicas(s: RecordStore<impl Engine>) {
+        assert_eq!(s.cursor("tg.anpe").unwrap(), None);
+        assert!(s.cursors().unwrap().is_empty());
+        let out = s
+            .apply_replicas_with_cursor(
+                vec![
+                    replica("tg.anpe/vacancy/T-1", 1, "a"),
+                    replica("tg.anpe/vacancy/T-2", 2, "b"),
+                ],
+                Some(("tg.anpe", 10)),
+            )
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1].as_ref().unwrap(),
+            &ReplicaOutcome::Applied { seq: 2 }
+        );
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(10));
+        // every replica ignored (a replay): the cursor still moves, no seq is used
+        let out = s
+            .apply_replicas_with_cursor(
+                vec![replica("tg.anpe/vacancy/T-1", 1, "a")],
+                Some(("tg.anpe", 12)),
+            )
+            .unwrap();
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &ReplicaOutcome::Ignored { stored_revision: 1 }
+        );
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(12));
+        assert_eq!(s.head_seq(), 2);
+        // no replicas at all
+        assert!(s
+            .apply_replicas_with_cursor(Vec::new(), Some(("tg.anpe", 15)))
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(15));
+        // without a cursor, like apply_replicas
+        let out = s
+            .apply_replicas_with_cursor(vec![replica("tg.anpe/vacancy/T-3", 1, "c")], None)
+            .unwrap();
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &ReplicaOutcome::Applied { seq: 3 }
+        );
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(15));
+        // set as given, also backwards (sync --from-start)
+        s.set_cursor("be.vdab", 7).unwrap();
+        s.set_cursor("tg.anpe", 0).unwrap();
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(0));
+        assert_eq!(
+            s.cursors().unwrap(),
+            vec![("be.vdab".to_string(), 7), ("tg.anpe".to_string(), 0)]
+        );
+        // cursors are not records and not in the log or the digest
+        assert_eq!(s.iter(None).count(), 3);
+        assert_eq!(s.log_since(0, 10).unwrap().len(), 3);
+        assert_consistent(&s);
+    }
+
+    fn cursor_stays_when_a_replica_fails(s: RecordStore<impl Engine>) {
+        s.set_cursor("tg.anpe", 5).unwrap();
+        // a stored value that does not decode makes its replica fail
+        let mut b = WriteBatch::new();
+        b.put(
+            codec::record_key(&key("tg.anpe/vacancy/BAD")),
+            vec![1, 0xff],
+        );
+        s.engine().apply(b).unwrap();
+        let out = s
+            .apply_replicas_with_cursor(
+                vec![
+                    replica("tg.anpe/vacancy/OK", 1, "a"),
+                    replica("tg.anpe/vacancy/BAD", 9, "b"),
+                ],
+                Some(("tg.anpe", 9)),
+            )
+            .unwrap();
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &ReplicaOutcome::Applied { seq: 1 }
+        );
+        assert!(matches!(out[1], Err(StoreError::Corrupt { .. })));
+        // the good one is stored (idempotent on the next pull), the cursor did not move
+        assert!(s.get(&key("tg.anpe/vacancy/OK")).unwrap().is_some());
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(5));
+    }
+
+    fn meta_map_round_trips(s: RecordStore<impl Engine>) {
+        assert_eq!(s.meta_get("blocked/tg.anpe").unwrap(), None);
+        s.meta_put("blocked/tg.anpe", b"since 2026-01-01").unwrap();
+        s.meta_put("blocked/be.vdab", b"").unwrap();
+        s.meta_put("other", &[0, 0xff, 1]).unwrap();
+        assert_eq!(
+            s.meta_get("blocked/tg.anpe").unwrap(),
+            Some(b"since 2026-01-01".to_vec())
+        );
+        assert_eq!(s.meta_get("blocked/be.vdab").unwrap(), Some(Vec::new()));
+        s.meta_put("other", b"x").unwrap();
+        assert_eq!(s.meta_get("other").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(
+            s.meta_list("blocked/").unwrap(),
+            vec![
+                ("blocked/be.vdab".to_string(), Vec::new()),
+                ("blocked/tg.anpe".to_string(), b"since 2026-01-01".to_vec()),
+            ]
+        );
+        assert_eq!(s.meta_list("").unwrap().len(), 3);
+        s.meta_delete("blocked/be.vdab").unwrap();
+        s.meta_delete("never-there").unwrap();
+        assert_eq!(s.meta_get("blocked/be.vdab").unwrap(), None);
+        assert_eq!(s.meta_list("blocked/").unwrap().len(), 1);
+
+        // names spelling the store's own metadata keys stay in the caller's family
+        put(&s, "be.vdab/vacancy/A", "a");
+        s.set_cursor("tg.anpe", 3).unwrap();
+        for name in ["layout", "head", "purged", "ctg.anpe", "mhead", ""] {
+            s.meta_put(name, b"\xff\xff").unwrap();
+        }
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(3));
+        assert_eq!(s.cursors().unwrap(), vec![("tg.anpe".to_string(), 3)]);
+        assert_eq!(s.meta_get("").unwrap(), Some(b"\xff\xff".to_vec()));
+        assert_consistent(&s);
+    }
+
+    fn consistency_check_finds_broken_bijection(s: RecordStore<impl Engine>) {
+        put(&s, "be.vdab/vacancy/V-1", "a"); // 1
+        put(&s, "be.vdab/vacancy/V-2", "b"); // 2
+        put(&s, "be.vdab/vacancy/V-3", "c"); // 3
+        put(&s, "be.vdab/vacancy/V-1", "a2"); // 4, drops 1
+        put(&s, "be.vdab/vacancy/V-4", "d"); // 5
+        s.set_cursor("tg.anpe", 1).unwrap();
+        s.meta_put("flag", b"1").unwrap();
+        assert_consistent(&s);
+        let entry = |k: &str, revision: u64| codec::encode(&LogValue::new(&key(k), revision));
+
+        let mut b = WriteBatch::new();
+        // a record without its entry
+        b.delete(codec::log_key(2).to_vec());
+        // a dangling entry: its record is gone
+        b.delete(codec::record_key(&key("be.vdab/vacancy/V-3")));
+        // a superseded entry that was not compacted
+        b.put(codec::log_key(1).to_vec(), entry("be.vdab/vacancy/V-1", 1));
+        // an entry for a record that exists but sits at another seq, above the head
+        b.put(codec::log_key(9).to_vec(), entry("be.vdab/vacancy/V-4", 1));
+        // an undecodable value, a stray key
+        b.put(codec::log_key(7).to_vec(), vec![1]);
+        b.put(b"zzz".to_vec(), b"?".to_vec());
+        s.engine().apply(b).unwrap();
+        let report = s.check_consistency().unwrap();
+        assert!(!report.is_ok());
+        let text = report.to_string();
+        for expected in [
+            "record be.vdab/vacancy/V-2 seq 2 has no log entry",
+            "log seq 3: record be.vdab/vacancy/V-3 missing",
+            "log seq 1: record be.vdab/vacancy/V-1 is at seq 4 revision 2, entry says revision 1",
+            "log seq 9 outside 1..=5",
+            "log seq 9: record be.vdab/vacancy/V-4 is at seq 5 revision 1, entry says revision 1",
+            "corrupt value at l\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x07",
+            "1 keys outside the known key spaces",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in {text}");
+        }
+        assert_eq!(report.log_entries, 6);
+        assert_eq!(report.records, 3);
+        assert_eq!(report.problems_total, 7, "{text}");
+        assert_eq!(report.problems_total, report.problems.len() as u64);
+    }
+
+    fn consistency_check_finds_bad_metadata(s: RecordStore<impl Engine>) {
+        put(&s, "be.vdab/vacancy/V-1", "a"); // 1
+        put(&s, "be.vdab/vacancy/V-2", "b"); // 2
+        let stale = s
+            .engine()
+            .get(&codec::record_key(&key("be.vdab/vacancy/V-2")))
+            .unwrap()
+            .unwrap();
+        put(&s, "be.vdab/vacancy/V-2", "b2"); // 3
+        assert_consistent(&s);
+        let mut b = WriteBatch::new();
+        // a record older than its entry: the record's seq has no matching entry
+        b.put(codec::record_key(&key("be.vdab/vacancy/V-2")), stale);
+        // horizon above the head, a cursor that does not decode, an unknown meta key
+        b.put(codec::META_PURGED, codec::encode(&MetaSeq { seq: 4 }));
+        b.put(codec::meta_name_key(codec::META_CURSOR, "tg.anpe"), vec![1]);
+        b.put(b"mx".to_vec(), b"?".to_vec());
+        s.engine().apply(b).unwrap();
+        let text = s.check_consistency().unwrap().to_string();
+        for expected in [
+            "record be.vdab/vacancy/V-2 seq 2 has no log entry",
+            "log seq 3: record be.vdab/vacancy/V-2 is at seq 2 revision 1, entry says revision 2",
+            "purged through seq 0 in memory but 4 persisted",
+            "purged through seq 4 above head seq 3",
+            "corrupt value at mctg.anpe",
+            "unknown metadata key mx",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in {text}");
+        }
+
+        // a head that is missing or behind
+        let mut b = WriteBatch::new();
+        b.delete(codec::META_HEAD.to_vec());
+        s.engine().apply(b).unwrap();
+        let text = s.check_consistency().unwrap().to_string();
+        assert!(text.contains("head seq not persisted"), "{text}");
+        let mut b = WriteBatch::new();
+        b.put(codec::META_HEAD, codec::encode(&MetaSeq { seq: 2 }));
+        s.engine().apply(b).unwrap();
+        let text = s.check_consistency().unwrap().to_string();
+        assert!(
+            text.contains("head seq 3 in memory but 2 persisted"),
+            "{text}"
+        );
+        assert!(text.contains("log seq 3 outside 1..=2"), "{text}");
+    }
+
+    /// Reopens on another handle of the same engine, as after a restart.
+    fn head_survives_reopen_when_newest_entries_go<E: Engine + Clone>(engine: E) {
+        let s = RecordStore::open(engine.clone()).unwrap();
+        assert_eq!(
+            s.engine().get(codec::META_HEAD).unwrap(),
+            Some(codec::encode(&MetaSeq { seq: 0 })),
+            "open persists the head of an empty store"
+        );
+        put(&s, "be.vdab/vacancy/A", "a1"); // 1
+        put(&s, "be.vdab/vacancy/A", "a2"); // 2, drops 1
+        put(&s, "be.vdab/vacancy/B", "b"); // 3
+        s.apply_replica(replica("tg.anpe/supply/C", 4, "c"))
+            .unwrap(); // 4
+                       // the newest entries go: the log now ends at 2
+        assert_eq!(
+            s.purge(&[key("tg.anpe/supply/C"), key("be.vdab/vacancy/B")])
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.log_since(0, 10).unwrap().last().unwrap().seq, 2);
+        s.set_cursor("tg.anpe", 40).unwrap();
+        s.flush().unwrap();
+        drop(s);
+
+        let s = RecordStore::open(engine.clone()).unwrap();
+        assert_eq!(s.head_seq(), 4);
+        assert_eq!(s.purged_through_seq(), 4);
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(40));
+        assert_consistent(&s);
+        assert_eq!(put(&s, "be.vdab/vacancy/B", "b").seq(), 5);
+        // every record purged: an empty log still keeps the head
+        assert_eq!(
+            s.purge(&[key("be.vdab/vacancy/A"), key("be.vdab/vacancy/B")])
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.engine().count_prefix(&[codec::LOG]).unwrap(), 0);
+        s.flush().unwrap();
+        drop(s);
+
+        let s = RecordStore::open(engine).unwrap();
+        assert_eq!((s.head_seq(), s.purged_through_seq()), (5, 5));
+        assert_consistent(&s);
+        assert_eq!(put(&s, "be.vdab/vacancy/C", "c").seq(), 6);
+    }
+
+    /// A store written before the head was persisted takes it from its last entry, and
+    /// a persisted head behind the log is not trusted (seqs are never handed out twice).
+    fn head_falls_back_to_the_last_entry<E: Engine + Clone>(engine: E) {
+        let s = RecordStore::open(engine.clone()).unwrap();
+        put(&s, "be.vdab/vacancy/A", "a"); // 1
+        put(&s, "be.vdab/vacancy/B", "b"); // 2
+        put(&s, "be.vdab/vacancy/C", "c"); // 3
+        drop(s);
+        let mut b = WriteBatch::new();
+        b.delete(codec::META_HEAD.to_vec());
+        engine.apply(b).unwrap();
+        let s = RecordStore::open(engine.clone()).unwrap();
+        assert_eq!(s.head_seq(), 3);
+        assert_eq!(
+            read_seq(s.engine(), codec::META_HEAD).unwrap(),
+            Some(3),
+            "open writes the head it recovered"
+        );
+        assert_consistent(&s);
+        drop(s);
+
+        let mut b = WriteBatch::new();
+        b.put(codec::META_HEAD, codec::encode(&MetaSeq { seq: 1 }));
+        engine.apply(b).unwrap();
+        let s = RecordStore::open(engine).unwrap();
+        assert_eq!(s.head_seq(), 3);
+        let text = s.check_consistency().unwrap().to_string();
+        assert!(
+            text.contains("head seq 3 in memory but 1 persisted"),
+            "{text}"
+        );
+        assert_eq!(put(&s, "be.vdab/vacancy/D", "d").seq(), 4);
+        assert_consistent(&s);
+    }
+
     macro_rules! for_both_engines {
         ($($name:ident),* $(,)?) => {
             mod mem {
@@ -1195,6 +1924,39 @@ mod tests {
         replicas_apply_only_when_newer,
         list_pages_by_origin_without_leaks,
         digest_follows_replicated_state,
+        compaction_keeps_one_entry_per_record,
+        purge_removes_record_entry_and_raises_horizon,
+        cursor_moves_with_its_replicas,
+        cursor_stays_when_a_replica_fails,
+        meta_map_round_trips,
+        consistency_check_finds_broken_bijection,
+        consistency_check_finds_bad_metadata,
+    );
+
+    /// Like `for_both_engines`, for tests that reopen a store on the same engine.
+    macro_rules! for_both_engine_handles {
+        ($($name:ident),* $(,)?) => {
+            mod mem_handle {
+                use super::*;
+                $(#[test]
+                fn $name() {
+                    super::$name(MemEngine::new());
+                })*
+            }
+            mod sled_handle {
+                use super::*;
+                $(#[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(SledEngine::open(dir.path().join("db"), 8 << 20).unwrap());
+                })*
+            }
+        };
+    }
+
+    for_both_engine_handles!(
+        head_survives_reopen_when_newest_entries_go,
+        head_falls_back_to_the_last_entry,
     );
 
     #[test]
@@ -1207,11 +1969,21 @@ mod tests {
             put(&s, "be.vdab/vacancy/V-1", "b");
             s.apply_replica(replica("tg.anpe/supply/S-1", 4, "s"))
                 .unwrap();
+            s.apply_replica(replica("tg.anpe/supply/S-2", 1, "t"))
+                .unwrap();
+            // the newest entry goes, so the log alone would say the head is 3
+            assert_eq!(s.purge(&[key("tg.anpe/supply/S-2")]).unwrap(), 1);
+            s.set_cursor("tg.anpe", 17).unwrap();
+            s.meta_put("blocked/xx.yyy", b"1").unwrap();
             s.flush().unwrap();
             s.digest().unwrap()
         };
         let s = RecordStore::open(SledEngine::open(&path, 8 << 20).unwrap()).unwrap();
-        assert_eq!(s.head_seq(), 3);
+        assert_eq!(s.head_seq(), 4);
+        assert_eq!(s.purged_through_seq(), 4);
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(17));
+        assert_eq!(s.meta_get("blocked/xx.yyy").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.log_since(0, 10).unwrap().len(), 2);
         assert_eq!(s.digest().unwrap(), digest);
         assert_eq!(
             s.get(&key("be.vdab/vacancy/V-1"))
@@ -1220,58 +1992,8 @@ mod tests {
                 .revision,
             2
         );
-        assert_eq!(put(&s, "be.vdab/vacancy/V-2", "c").seq(), 4);
+        assert_eq!(put(&s, "be.vdab/vacancy/V-2", "c").seq(), 5);
         assert_consistent(&s);
-    }
-
-    #[test]
-    fn consistency_check_reports_damage() {
-        let s = RecordStore::open(MemEngine::new()).unwrap();
-        put(&s, "be.vdab/vacancy/V-1", "a");
-        put(&s, "be.vdab/vacancy/V-2", "b");
-        put(&s, "be.vdab/vacancy/V-3", "c");
-        put(&s, "be.vdab/vacancy/V-1", "a2");
-        assert_consistent(&s);
-
-        // a hole in the log, a record whose log entry is gone, an undecodable value,
-        // a stray key
-        let mut b = WriteBatch::new();
-        b.delete(codec::log_key(2).to_vec());
-        b.put(
-            codec::record_key(&key("be.vdab/vacancy/V-3")),
-            vec![1, 0xff],
-        );
-        b.put(b"zzz".to_vec(), b"?".to_vec());
-        s.engine().apply(b).unwrap();
-        let report = s.check_consistency().unwrap();
-        assert!(!report.is_ok());
-        let text = report.to_string();
-        assert!(text.contains("log hole: expected seq 2, found 3"), "{text}");
-        assert!(
-            text.contains("record be.vdab/vacancy/V-2 seq 2 has no log entry"),
-            "{text}"
-        );
-        assert!(text.contains("rvbe.vdab/V-3"), "{text}");
-        assert!(
-            text.contains("1 keys outside the known key spaces"),
-            "{text}"
-        );
-        assert_eq!(report.problems_total, report.problems.len() as u64);
-
-        // a record older than its log says
-        let s = RecordStore::open(MemEngine::new()).unwrap();
-        put(&s, "be.vdab/vacancy/V-1", "a");
-        let rk = codec::record_key(&key("be.vdab/vacancy/V-1"));
-        let stale = s.engine().get(&rk).unwrap().unwrap();
-        put(&s, "be.vdab/vacancy/V-1", "b");
-        let mut b = WriteBatch::new();
-        b.put(rk, stale);
-        s.engine().apply(b).unwrap();
-        let text = s.check_consistency().unwrap().to_string();
-        assert!(
-            text.contains("log seq 2: record be.vdab/vacancy/V-1 at revision 1 below logged 2"),
-            "{text}"
-        );
     }
 
     #[test]
@@ -1291,11 +2013,13 @@ mod tests {
         ));
     }
 
-    /// Fails every batch while `fail` is set, like a full disk.
+    /// Fails every batch while `fail` is set, like a full disk, and only batches that
+    /// write records while `fail_records` is set, to tell one batch from several.
     #[derive(Default)]
     struct FailingEngine {
         inner: MemEngine,
         fail: std::sync::atomic::AtomicBool,
+        fail_records: std::sync::atomic::AtomicBool,
     }
 
     impl Engine for FailingEngine {
@@ -1309,7 +2033,16 @@ mod tests {
             self.inner.last_with_prefix(prefix)
         }
         fn apply(&self, batch: WriteBatch) -> Result<()> {
-            if self.fail.load(Ordering::SeqCst) {
+            let writes_records = || {
+                batch.ops().iter().any(|op| match op {
+                    crate::BatchOp::Put { key, .. } | crate::BatchOp::Delete { key } => {
+                        key.first() == Some(&codec::RECORD)
+                    }
+                })
+            };
+            if self.fail.load(Ordering::SeqCst)
+                || (self.fail_records.load(Ordering::SeqCst) && writes_records())
+            {
                 let e = std::io::Error::other("no space left on device");
                 return Err(StoreError::Engine(std::sync::Arc::new(e)));
             }
@@ -1352,6 +2085,102 @@ mod tests {
         assert_eq!(s.head_seq(), 1);
         s.engine().fail.store(false, Ordering::SeqCst);
         assert_eq!(put(&s, "be.vdab/vacancy/B", "b").seq(), 2);
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn a_failed_batch_moves_no_cursor_and_purges_nothing() {
+        let s = RecordStore::open(FailingEngine::default()).unwrap();
+        s.apply_replicas_with_cursor(
+            vec![replica("tg.anpe/vacancy/T-1", 1, "a")],
+            Some(("tg.anpe", 3)),
+        )
+        .unwrap();
+        s.engine().fail.store(true, Ordering::SeqCst);
+        let err = s
+            .apply_replicas_with_cursor(
+                vec![
+                    replica("tg.anpe/vacancy/T-1", 2, "a2"),
+                    replica("tg.anpe/vacancy/T-2", 1, "b"),
+                ],
+                Some(("tg.anpe", 9)),
+            )
+            .unwrap_err();
+        assert_eq!(err.to_string(), "storage engine: no space left on device");
+        // all ignored: the batch holds only the cursor, and still fails as a whole
+        assert!(s
+            .apply_replicas_with_cursor(
+                vec![replica("tg.anpe/vacancy/T-1", 1, "a")],
+                Some(("tg.anpe", 9))
+            )
+            .is_err());
+        assert!(s.set_cursor("tg.anpe", 9).is_err());
+        assert!(s.purge(&[key("tg.anpe/vacancy/T-1")]).is_err());
+        assert!(s.meta_put("x", b"1").is_err());
+        s.engine().fail.store(false, Ordering::SeqCst);
+        // the cursor shares the records' batch: when that one fails, it stays put
+        s.engine().fail_records.store(true, Ordering::SeqCst);
+        assert!(s
+            .apply_replicas_with_cursor(
+                vec![replica("tg.anpe/vacancy/T-2", 1, "b")],
+                Some(("tg.anpe", 9))
+            )
+            .is_err());
+        s.set_cursor("be.vdab", 1).unwrap();
+        s.engine().fail_records.store(false, Ordering::SeqCst);
+
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(3));
+        assert_eq!(s.cursor("be.vdab").unwrap(), Some(1));
+        assert_eq!(s.head_seq(), 1);
+        assert_eq!(s.purged_through_seq(), 0);
+        assert_eq!(
+            s.get(&key("tg.anpe/vacancy/T-1"))
+                .unwrap()
+                .unwrap()
+                .revision,
+            1
+        );
+        assert_eq!(s.get(&key("tg.anpe/vacancy/T-2")).unwrap(), None);
+        assert_eq!(s.meta_get("x").unwrap(), None);
+        assert_consistent(&s);
+        // and the same calls go through once the engine writes again
+        let out = s
+            .apply_replicas_with_cursor(
+                vec![replica("tg.anpe/vacancy/T-2", 1, "b")],
+                Some(("tg.anpe", 9)),
+            )
+            .unwrap();
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &ReplicaOutcome::Applied { seq: 2 }
+        );
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(9));
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn any_engine_store_restarts_on_a_shared_mem_engine() {
+        let mem = MemEngine::new();
+        let s = RecordStore::open(AnyEngine::from(mem.clone())).unwrap();
+        put(&s, "be.vdab/vacancy/A", "a");
+        s.apply_replicas_with_cursor(
+            vec![replica("tg.anpe/vacancy/T", 2, "t")],
+            Some(("tg.anpe", 8)),
+        )
+        .unwrap();
+        let digest = s.digest().unwrap();
+        drop(s); // the simulated crash
+        let s = RecordStore::open(AnyEngine::Mem(mem)).unwrap();
+        assert_eq!(s.head_seq(), 2);
+        assert_eq!(s.cursor("tg.anpe").unwrap(), Some(8));
+        assert_eq!(s.digest().unwrap(), digest);
+        assert_consistent(&s);
+
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledEngine::open(dir.path().join("db"), 8 << 20).unwrap();
+        let s = RecordStore::open(AnyEngine::from(sled)).unwrap();
+        put(&s, "be.vdab/vacancy/A", "a");
+        assert_eq!(s.head_seq(), 1);
         assert_consistent(&s);
     }
 
