@@ -179,10 +179,31 @@ where
                 // the clone that was polled ready must serve this call
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(inner.call(req))
+                let call = inner.call(req);
+                Box::pin(async move {
+                    let mut response = call.await?;
+                    oversize_is_resource_exhausted(&mut response);
+                    Ok(response)
+                })
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
+    }
+}
+
+/// tonic refuses a message over the size limit with OUT_OF_RANGE; the contract (and gRPC's own
+/// guidance) says RESOURCE_EXHAUSTED, so the status is corrected here, in one place.
+fn oversize_is_resource_exhausted<B>(response: &mut http::Response<B>) {
+    let headers = response.headers_mut();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| m.contains("message length too large"));
+    if out_of_range && too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
     }
 }
 

@@ -60,10 +60,32 @@ impl Profile {
         let ca = read(&self.ca, "CA certificate")?;
         let cert = read(&self.cert, "client certificate")?;
         let key = read(&self.key, "client key")?;
+        check_not_expired(&cert, &self.path(&self.cert))?;
         let trust = TrustStore::load(&self.agency, &ca, None)?;
         let tls = passerelle_pki::client_config(&cert, &key, &trust, Some(&self.agency))?;
         connect(&self.address, Arc::new(tls)).await
     }
+}
+
+/// A node refuses an expired client certificate with a TLS alert that clients only see as a
+/// closed connection, so say it here, before connecting.
+fn check_not_expired(cert_pem: &str, path: &Path) -> anyhow::Result<()> {
+    let der = passerelle_pki::certs_from_pem(cert_pem, "client certificate")?;
+    let Some(first) = der.first() else {
+        return Err(anyhow!("{} holds no certificate", path.display()));
+    };
+    let not_after = passerelle_pki::cert_not_after(first)?;
+    if not_after < std::time::SystemTime::now() {
+        let days = std::time::SystemTime::now()
+            .duration_since(not_after)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        return Err(anyhow!(
+            "client certificate {} expired {days} day(s) ago: ask the agency's operator for a new one",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Opens a channel to `address` (`https://host:port`) with the given TLS client configuration.
@@ -105,6 +127,11 @@ pub async fn connect(address: &str, tls: Arc<rustls::ClientConfig>) -> anyhow::R
     Endpoint::from_shared(format!("http://{authority}"))?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
         .connect_with_connector(svc)
         .await
         .with_context(|| format!("cannot connect to {address}"))

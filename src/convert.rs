@@ -328,12 +328,30 @@ pub fn vacancy_out(d: &m::Vacancy) -> pb::Vacancy {
 
 pub fn shortage_in(p: pb::Shortage, prefix: &str) -> (m::Shortage, Violations) {
     let mut v = Violations::new();
-    let causes = p
+    let decoded: Vec<Option<m::ShortageCause>> = p
         .causes
         .iter()
         .enumerate()
-        .filter_map(|(i, raw)| cause_in(&mut v, format!("{prefix}.causes[{i}]"), *raw))
+        .map(|(i, raw)| cause_in(&mut v, format!("{prefix}.causes[{i}]"), *raw))
         .collect();
+    let causes = if decoded.iter().all(Option::is_some) {
+        // the model reports repeats, with the same indices as the request
+        decoded.into_iter().flatten().collect()
+    } else {
+        // indices shift once bad values are dropped: report repeats here, by request index
+        let mut kept = Vec::new();
+        for (i, c) in decoded.iter().enumerate() {
+            let Some(c) = c else { continue };
+            match decoded[..i].iter().position(|d| d.as_ref() == Some(c)) {
+                Some(first) => v.push(
+                    format!("{prefix}.causes[{i}]"),
+                    format!("duplicate of {prefix}.causes[{first}]"),
+                ),
+                None => kept.push(*c),
+            }
+        }
+        kept
+    };
     let s = m::Shortage {
         id: p.id,
         origin: p.origin,
@@ -427,6 +445,8 @@ pub fn record_in(kind_record: WireRecord, prefix: &str) -> (m::Record, Violation
     }
 }
 
+/// Records move through here one at a time, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum WireRecord {
     Vacancy(pb::Vacancy),
     Shortage(pb::Shortage),

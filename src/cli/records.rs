@@ -95,17 +95,47 @@ pub enum RecordCommand {
     },
 }
 
-/// Prints a refused call: one line per violation when the node sent them.
-pub fn print_status(prefix: &str, s: &Status) {
+/// Describes a refused call: one line per violation when the node sent them, else the code,
+/// the message and the underlying cause (a TLS alert, a refused connection).
+pub fn status_lines(prefix: &str, s: &Status) -> Vec<String> {
     let violations = violations_of(s);
     if s.code() == Code::InvalidArgument && !violations.is_empty() {
-        eprintln!("{prefix}refused, {} problem(s):", violations.len());
         let indent = " ".repeat(prefix.chars().count() + 2);
-        for (field, why) in violations {
-            eprintln!("{indent}{field}: {why}");
+        let mut out = vec![format!("{prefix}refused, {} problem(s):", violations.len())];
+        out.extend(
+            violations
+                .into_iter()
+                .map(|(field, why)| format!("{indent}{field}: {why}")),
+        );
+        return out;
+    }
+    let mut line = format!("{prefix}{}: {}", code_name(s.code()), s.message());
+    let hint = matches!(
+        s.code(),
+        Code::Cancelled | Code::Unknown | Code::Unavailable
+    );
+    let mut cause = std::error::Error::source(s);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
         }
-    } else {
-        eprintln!("{prefix}{}: {}", code_name(s.code()), s.message());
+        cause = c.source();
+    }
+    if hint && line.contains("connection closed") {
+        line.push_str(
+            " (the node closed the connection: its log says why, e.g. a client certificate \
+             that is expired, revoked or not from a trusted agency CA)",
+        );
+    }
+    vec![line]
+}
+
+/// Prints a refused call to standard error.
+pub fn print_status(prefix: &str, s: &Status) {
+    for l in status_lines(prefix, s) {
+        eprintln!("{l}");
     }
 }
 

@@ -213,7 +213,7 @@ pub fn full_vacancy(id: &str) -> pb::Vacancy {
         isced_level: Some(0),
         experience_months: 24,
         posted_on: "2026-03-01".into(),
-        closes_on: "2026-12-31".into(),
+        closes_on: "2099-12-31".into(),
         open_to_international: true,
         programmes: vec!["be-tg-circular-2026".into()],
         updated_at: None,
@@ -286,4 +286,298 @@ pub fn skill_uris(n: usize) -> Vec<(String, String)> {
 
 pub fn first_esco_occupation() -> String {
     passerelle_refdata::esco_occupations()[0].uri.to_owned()
+}
+
+/// Connects to `node` presenting `client` (or no certificate) with a plain rustls client.
+/// Unlike [`connect_with`], nothing on this side checks what the certificate claims (its
+/// agency, its SAN), so the node alone decides; the node's certificate is still verified
+/// against the node's CA.
+pub async fn connect_raw(
+    node: &TestNode,
+    client: Option<&passerelle_pki::Pem>,
+) -> anyhow::Result<Channel> {
+    use rustls::pki_types::pem::PemObject;
+    passerelle_pki::install_crypto_provider();
+    let ca = std::fs::read_to_string(node.init.dir.join("ca.pem"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in passerelle_pki::certs_from_pem(&ca, "ca")? {
+        roots.add(c)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots);
+    let mut tls = match client {
+        Some(pem) => {
+            let chain = passerelle_pki::certs_from_pem(&pem.cert_pem, "client certificate")?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.key_pem.as_bytes())?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    passerelle::client::connect(&node.address(), Arc::new(tls)).await
+}
+
+/// [`TestNode::restart`], working around `ServerHandle::shutdown` leaving the port bound:
+/// the accept loop of src/server.rs only sees the shutdown when its next connection
+/// arrives, so until then the listener stays open. A TCP connect wakes it; then the node
+/// starts again on the same port with the same store. Bounded: 100 tries, 20 ms apart.
+pub async fn restart_releasing_port(node: &mut TestNode) {
+    let addr = node.addr();
+    node.stop().await;
+    for _ in 0..100 {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                node.serve_on(listener).await;
+                return;
+            }
+            Err(_) => {
+                let _ = tokio::net::TcpStream::connect(addr).await;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    panic!("port {addr} still bound after shutdown");
+}
+
+/// The `passerelle` binary cargo built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_passerelle"))
+}
+
+/// A loopback port free right now (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What a finished run of the binary printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+fn drain(r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut r = r;
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut r, &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Waits for `child` at most `timeout`; kills it (SIGKILL) and returns None when it runs over.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Runs the binary with `args` (no stdin), killed after `timeout` (a failure).
+pub fn run_bin<I, S>(args: I, timeout: std::time::Duration) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::process::{Command, Stdio};
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let mut child = Command::new(bin())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn passerelle");
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let status = wait_bounded(&mut child, timeout);
+    let run = Run {
+        code: status.and_then(|s| s.code()),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    assert!(
+        status.is_some(),
+        "passerelle {args:?} ran over {timeout:?}: {run:#?}"
+    );
+    run
+}
+
+/// Runs `passerelle init` for `agency` into `dir` listening on a free loopback port.
+pub fn init_with_binary(agency: &str, dir: &Path) -> std::net::SocketAddr {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let run = run_bin(
+        [
+            "init".as_ref(),
+            "--agency".as_ref(),
+            agency.as_ref(),
+            "--dir".as_ref(),
+            dir.as_os_str(),
+            "--listen".as_ref(),
+            addr.to_string().as_ref(),
+            "--metrics-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ] as [&std::ffi::OsStr; 9],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(run.ok(), "init failed: {run:#?}");
+    addr
+}
+
+/// A `passerelle serve` child process; SIGKILLed when dropped if still running.
+pub struct Served {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Served {
+    /// Starts `serve --config CONFIG` (stderr appended to `log`) and waits, at most
+    /// 60 s, for its `listening on ADDR` line.
+    pub fn start(config: &Path, log: &Path) -> Served {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("serve log");
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn passerelle serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // keeps reading after the first line so the child never blocks on a full pipe
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let mut served = Served {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log: log.to_path_buf(),
+        };
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(addr) => served.addr = addr.parse().expect("listening address"),
+            Err(e) => {
+                let _ = served.child.kill();
+                let _ = served.child.wait();
+                panic!(
+                    "serve did not report listening ({e}); log:\n{}",
+                    served.log_text()
+                );
+            }
+        }
+        served
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; the exit status if the process ended within `timeout` (else it is killed).
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        wait_bounded(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One valid vacancy in the JSON form the CLI reads (the serde form of
+/// `passerelle_model::Vacancy`), varied by `i`; real ISCO-08 groups and ESCO skills.
+pub fn vacancy_json(id: &str, i: usize) -> serde_json::Value {
+    const ISCO: [&str; 6] = ["2221", "7411", "7212", "8332", "5120", "7126"];
+    let skills: Vec<serde_json::Value> = skill_uris(3)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (uri, label))| {
+            serde_json::json!({"esco_uri": uri, "label": label, "essential": k == 0})
+        })
+        .collect();
+    serde_json::json!({
+        "id": id,
+        "status": "OPEN",
+        "title": format!("Lasser TIG/MIG {i}"),
+        "description": "Lassen van constructies.\nOpleiding voorzien.",
+        "language": "nl-BE",
+        "occupation": {"isco08": ISCO[i % ISCO.len()]},
+        "skills": skills,
+        "location": {"country": "BE", "subdivision": "BE-VAN", "nuts": "BE211", "locality": "Antwerpen"},
+        "employer_name": "Staalbouw nv",
+        "contract": "PERMANENT",
+        "schedule": "FULL_TIME",
+        "positions": 1 + (i % 5),
+        "salary": {"min": 2600.0, "max": 3400.5, "currency": "EUR", "period": "MONTH"},
+        "languages": [{"code": "nl", "level": "B1"}, {"code": "fra", "level": "A2"}],
+        "isced_level": (i % 9),
+        "experience_months": (i % 61),
+        "posted_on": "2026-03-01",
+        "closes_on": "2099-12-31",
+        "open_to_international": i.is_multiple_of(2),
+        "programmes": ["be-tg-circular-2026"]
+    })
+}
+
+/// [`full_vacancy`] closing in 2099, so that no expiry sweep touches it whatever the date
+/// the tests run on (full_vacancy closes on 2026-12-31).
+pub fn lasting_vacancy(id: &str) -> pb::Vacancy {
+    pb::Vacancy {
+        closes_on: "2099-12-31".into(),
+        ..full_vacancy(id)
+    }
 }
