@@ -4,18 +4,47 @@
 //! VDAB publishes vacancies and its shortage list, ANPE its supply cells.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use passerelle_model::Kind;
 use tokio::net::TcpListener;
 
+use crate::cli::federate::{self, ConfigArg, PeerAddArgs};
 use crate::cli::files;
 use crate::cli::init::{self, InitArgs, InitOutput};
 use crate::cli::records::{self, ListQuery};
 use crate::cli::{DemoArgs, OutputFormat};
 use crate::client::Profile;
 use crate::server::{self, ServerHandle};
+
+fn say_status(prefix: &str, s: &tonic::Status) {
+    for l in records::status_lines(prefix, s) {
+        println!("{l}");
+    }
+}
+
+/// Polls tg.anpe's API (as its analyst) until the vacancy has `status`, bounded to 10 s.
+async fn wait_visible(
+    ch: tonic::transport::Channel,
+    id: &str,
+    status: passerelle_model::VacancyStatus,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if let Ok(passerelle_model::Record::Vacancy(v)) =
+            records::get(ch.clone(), Kind::Vacancy, "be.vdab".into(), id.into()).await
+        {
+            if v.status == status {
+                return Ok(started.elapsed());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            anyhow::bail!("{id} not {status:?} at tg.anpe after 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
 
 /// Sample files shipped in `samples/`, embedded so the demo runs from any folder.
 pub const VDAB_VACANCIES: &str = include_str!("../samples/vdab-vacancies.jsonl");
@@ -27,7 +56,8 @@ struct DemoNode {
     server: ServerHandle,
 }
 
-async fn start_node(base: &Path, agency: &str) -> anyhow::Result<DemoNode> {
+/// Creates an agency's folder with `init`, on a loopback port bound now.
+async fn init_node(base: &Path, agency: &str) -> anyhow::Result<(InitOutput, TcpListener)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let init = init::run(&InitArgs {
@@ -38,9 +68,71 @@ async fn start_node(base: &Path, agency: &str) -> anyhow::Result<DemoNode> {
         metrics_listen: "127.0.0.1:0".parse()?,
         days: 30,
     })?;
+    Ok((init, listener))
+}
+
+async fn start_node(init: InitOutput, listener: TcpListener) -> anyhow::Result<DemoNode> {
     let cfg = passerelle_node::NodeConfig::load(&init.config)?;
     let server = server::start(cfg, Some(listener)).await?;
     Ok(DemoNode { init, server })
+}
+
+/// The PKI ceremony between two agencies: each exports its trust entry, the other adds it, and
+/// each lists the other as a peer to pull from.
+fn federate(
+    a: &InitOutput,
+    a_addr: std::net::SocketAddr,
+    b: &InitOutput,
+    b_addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    for (me, other, other_addr) in [(a, b, b_addr), (b, a, a_addr)] {
+        let entry = other.dir.join("trust-export.toml");
+        std::fs::write(&entry, federate::export(&other.config)?)?;
+        federate::add(&me.config, &entry, false)?;
+        let other_agency = passerelle_node::NodeConfig::load(&other.config)?.agency;
+        federate::peer_add(&PeerAddArgs {
+            config: ConfigArg {
+                config: me.config.clone(),
+            },
+            agency: other_agency,
+            endpoint: Some(format!("https://{other_addr}")),
+            share: Vec::new(),
+            relay: false,
+            international: None,
+            country: Vec::new(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Waits until `node` holds `want` records of `origin` and `kind` (bounded).
+async fn wait_for(
+    node: &DemoNode,
+    origin: &str,
+    kind: Kind,
+    want: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let origin: passerelle_model::AgencyId = origin.parse()?;
+    loop {
+        let n = node
+            .server
+            .node
+            .store()
+            .list(kind, Some(&origin), None, want + 1, |_| true)?
+            .0
+            .len();
+        if n >= want {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!(
+                "{} holds {n} of {want} {kind} records of {origin} after 30 s",
+                node.init.dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 fn sample_file(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
@@ -66,8 +158,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "== passerelle demo: two agencies on loopback, PKI in {}",
         base.display()
     );
-    let vdab = start_node(&base, "be.vdab").await?;
-    let anpe = start_node(&base, "tg.anpe").await?;
+    let (vdab_init, vdab_listener) = init_node(&base, "be.vdab").await?;
+    let (anpe_init, anpe_listener) = init_node(&base, "tg.anpe").await?;
+    let (vdab_addr, anpe_addr) = (vdab_listener.local_addr()?, anpe_listener.local_addr()?);
+    println!("   each agency: its own CA, node certificate, Ed25519 signing key, client profiles");
+    federate(&vdab_init, vdab_addr, &anpe_init, anpe_addr)?;
+    println!("   trust exchanged (CA + signing key) and each lists the other as a peer");
+    let vdab = start_node(vdab_init, vdab_listener).await?;
+    let anpe = start_node(anpe_init, anpe_listener).await?;
     println!(
         "   be.vdab node listening on {} (mutual TLS 1.3), tg.anpe on {}",
         vdab.server.addr, anpe.server.addr
@@ -95,6 +193,80 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let r = records::import_file(anpe_pub.clone(), Kind::Supply, &sup_file, 1000).await?;
     println!("   {r}");
 
+    println!(
+        "\n== the nodes pull each other's records (signed by their origin, verified on arrival)"
+    );
+    let sync_started = Instant::now();
+    let n_vac = VDAB_VACANCIES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let n_sho = VDAB_SHORTAGES.lines().count().saturating_sub(1);
+    let n_sup = ANPE_SUPPLY.lines().count().saturating_sub(1);
+    let t1 = wait_for(&anpe, "be.vdab", Kind::Vacancy, n_vac).await?;
+    let t2 = wait_for(&anpe, "be.vdab", Kind::Shortage, n_sho).await?;
+    let t3 = wait_for(&vdab, "tg.anpe", Kind::Supply, n_sup).await?;
+    println!("   tg.anpe received {n_vac} vacancies and {n_sho} shortage lines from be.vdab");
+    println!("   be.vdab received {n_sup} supply cells from tg.anpe");
+    println!(
+        "   all arrived {:.0} ms after the imports ended (vacancies {:.0} ms, shortages {:.0} ms, supply {:.0} ms)",
+        sync_started.elapsed().as_secs_f64() * 1000.0,
+        t1.as_secs_f64() * 1000.0,
+        t2.as_secs_f64() * 1000.0,
+        t3.as_secs_f64() * 1000.0
+    );
+    for (name, node) in [("be.vdab", &vdab), ("tg.anpe", &anpe)] {
+        if let Some(p) = node.server.peers.snapshot().first() {
+            println!(
+                "   {name} sees peer {}: {} at cursor {}",
+                p.agency,
+                p.state.as_str(),
+                p.cursor
+            );
+        }
+    }
+
+    println!("\n== a new vacancy at VDAB, then its withdrawal, propagate live");
+    let mut live = files::record_from_json(
+        Kind::Vacancy,
+        serde_json::from_str(VDAB_VACANCIES.lines().next().unwrap_or("{}"))?,
+    )?;
+    if let passerelle_model::Record::Vacancy(v) = &mut live {
+        v.id = "V-2026-LIVE".into();
+    }
+    let put_at = Instant::now();
+    records::put(vdab_pub.clone(), live, None)
+        .await
+        .map_err(|s| anyhow::anyhow!("put: {}", s.message()))?;
+    let anpe_analyst = Profile::load(&anpe.init.analyst_profile)?.connect().await?;
+    let seen = wait_visible(
+        anpe_analyst.clone(),
+        "V-2026-LIVE",
+        passerelle_model::VacancyStatus::Open,
+    )
+    .await?;
+    println!(
+        "   put at be.vdab -> visible at tg.anpe after {:.1} ms",
+        seen.as_secs_f64() * 1000.0
+    );
+    let _ = put_at;
+    crate::pb::v1::vacancies_client::VacanciesClient::new(vdab_pub.clone())
+        .withdraw(crate::pb::v1::WithdrawVacancyRequest {
+            id: "V-2026-LIVE".into(),
+            expected_revision: None,
+        })
+        .await?;
+    let gone = wait_visible(
+        anpe_analyst,
+        "V-2026-LIVE",
+        passerelle_model::VacancyStatus::Withdrawn,
+    )
+    .await?;
+    println!(
+        "   withdrawal at be.vdab -> tombstone at tg.anpe after {:.1} ms",
+        gone.as_secs_f64() * 1000.0
+    );
+
     println!("\n== the nightly re-import of the same file creates no revision and no log entry");
     let head_before = vdab.server.node.store().head_seq();
     let r = records::import_file(vdab_pub.clone(), Kind::Vacancy, &vac_file, 1000).await?;
@@ -115,7 +287,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }),
     )?;
     if let Err(s) = records::put(vdab_pub.clone(), bad, None).await {
-        records::print_status("   ", &s);
+        say_status("   ", &s);
     }
 
     println!("\n== an analyst may read but not write");
@@ -134,19 +306,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             r.id(),
             r.revision()
         ),
-        Err(s) => records::print_status("   analyst read: ", s),
+        Err(s) => say_status("   analyst read: ", s),
     }
     if let Ok(r) = sample {
         if let Err(s) = records::put(vdab_analyst, r, None).await {
-            records::print_status("   analyst write: ", &s);
+            say_status("   analyst write: ", &s);
         }
     }
 
-    println!("\n== what VDAB's node holds: open vacancies for international candidates");
+    println!("\n== what ANPE's node holds from VDAB: open vacancies for international candidates");
+    let anpe_reader = Profile::load(&anpe.init.analyst_profile)?.connect().await?;
     let vacancies = records::list_all(
-        vdab_pub.clone(),
+        anpe_reader.clone(),
         Kind::Vacancy,
         &ListQuery {
+            origins: vec!["be.vdab".into()],
             statuses: vec![crate::pb::v1::VacancyStatus::Open as i32],
             open_to_international: Some(true),
             ..Default::default()
@@ -155,20 +329,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     records::print_records(Kind::Vacancy, &vacancies, OutputFormat::Table)?;
-    println!("\n== VDAB's shortage list (knelpuntberoepen)");
+    println!("\n== VDAB's shortage list (knelpuntberoepen), as held by ANPE's node");
     let shortages =
-        records::list_all(vdab_pub, Kind::Shortage, &ListQuery::default(), None).await?;
+        records::list_all(anpe_reader, Kind::Shortage, &ListQuery::default(), None).await?;
     records::print_records(Kind::Shortage, &shortages, OutputFormat::Table)?;
-    println!("\n== ANPE's supply cells (first 12)");
-    let cells = records::list_all(anpe_pub, Kind::Supply, &ListQuery::default(), Some(12)).await?;
+    println!("\n== ANPE's supply cells as held by VDAB's node (first 12)");
+    let cells = records::list_all(vdab_pub, Kind::Supply, &ListQuery::default(), Some(12)).await?;
     records::print_records(Kind::Supply, &cells, OutputFormat::Table)?;
 
     let total = Instant::now().duration_since(started);
     vdab.server.shutdown().await?;
     anpe.server.shutdown().await?;
-    println!(
-        "\n== done in {:.2}s. Federation (nodes pulling each other's records) is the next step.",
-        total.as_secs_f64()
-    );
+    println!("\n== done in {:.2}s", total.as_secs_f64());
     Ok(())
 }

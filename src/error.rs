@@ -42,6 +42,7 @@ pub fn from_node(e: NodeError) -> Status {
             tracing::error!(%key, error = %source, "stored record does not decode");
             Status::data_loss(format!("stored record {key} does not decode"))
         }
+        NodeError::Setup(e) => Status::failed_precondition(e),
         NodeError::Store(e) => {
             tracing::error!(error = %e, "store error");
             Status::unavailable(format!("store unavailable: {e}"))

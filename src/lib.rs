@@ -9,6 +9,7 @@ pub mod client;
 pub mod convert;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod server;
 pub mod services;
 

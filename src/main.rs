@@ -50,6 +50,8 @@ async fn run(cli: Cli) -> i32 {
             0
         }),
         Command::Serve { config } => serve(config).await.map(|()| 0),
+        Command::Trust(cmd) => cli::federate::trust(cmd).map(|()| 0),
+        Command::Peer(cmd) => cli::federate::peer(cmd).map(|()| 0),
         Command::Vacancy(cmd) => cli::records::run(passerelle_model::Kind::Vacancy, cmd).await,
         Command::Shortage(cmd) => cli::records::run(passerelle_model::Kind::Shortage, cmd).await,
         Command::Supply(cmd) => cli::records::run(passerelle_model::Kind::Supply, cmd).await,

@@ -13,7 +13,7 @@ use passerelle_node::{Node, NodeConfig};
 use passerelle_pki::TrustStore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +21,8 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::server::Connected;
 
 use crate::authz::{AuthzLayer, PeerInfo, Policy};
+use crate::federation::peer::{spawn_peer_loops, PeerStates};
+use crate::federation::service::FederationService;
 use crate::pb::v1 as pb;
 use crate::services::Records;
 
@@ -95,17 +97,31 @@ pub fn tls_config(cfg: &NodeConfig) -> anyhow::Result<rustls::ServerConfig> {
 pub struct ServerHandle {
     pub addr: SocketAddr,
     pub node: Arc<Node>,
+    pub peers: Arc<PeerStates>,
     shutdown: Option<oneshot::Sender<()>>,
+    stop_background: watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl ServerHandle {
-    /// Stops accepting calls, lets calls in flight finish, flushes the store.
+    /// Stops the peer loops, stops accepting calls, lets calls in flight finish, flushes the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.stop_background.send(true);
+        for h in self.background.drain(..) {
+            let _ = h.await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.await??;
+        // follow streams never end by themselves: give calls a bound to drain, then stop
+        match tokio::time::timeout(Duration::from_secs(5), &mut self.task).await {
+            Ok(r) => r??,
+            Err(_) => {
+                tracing::warn!("calls still open after 5 s: closing them");
+                self.task.abort();
+            }
+        }
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || node.store().flush()).await??;
         Ok(())
@@ -176,6 +192,8 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
 
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(cfg.limits.max_concurrent_streams)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(AuthzLayer::new(policy))
@@ -187,7 +205,21 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         .add_service(tuned!(pb::shortages_server::ShortagesServer::new(
             records.clone()
         )))
-        .add_service(tuned!(pb::supply_server::SupplyServer::new(records)));
+        .add_service(tuned!(pb::supply_server::SupplyServer::new(records)))
+        .add_service(tuned!(pb::federation_server::FederationServer::new(
+            FederationService::new(node.clone(), &cfg)
+        )));
+
+    let (stop_background, stop_rx) = watch::channel(false);
+    let peers = Arc::new(PeerStates::default());
+    let mut background = spawn_peer_loops(
+        node.clone(),
+        &cfg,
+        &peer_tls(&cfg)?,
+        peers.clone(),
+        stop_rx.clone(),
+    );
+    background.push(tokio::spawn(sweep(node.clone(), cfg.sync.clone(), stop_rx)));
 
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
@@ -197,9 +229,67 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
     Ok(ServerHandle {
         addr,
         node,
+        peers,
         shutdown: Some(tx),
+        stop_background,
+        background,
         task,
     })
+}
+
+/// Client TLS configurations for pulling from each peer (node certificate, expected agency).
+fn peer_tls(
+    cfg: &NodeConfig,
+) -> anyhow::Result<std::collections::HashMap<passerelle_model::AgencyId, Arc<rustls::ClientConfig>>>
+{
+    let ca = read(&cfg.path(&cfg.tls.ca), "CA certificate")?;
+    let cert = read(&cfg.path(&cfg.tls.cert), "node certificate")?;
+    let key = read(&cfg.path(&cfg.tls.key), "node key")?;
+    let trust_path = cfg.tls.trust.as_ref().map(|p| cfg.path(p));
+    let trust = TrustStore::load(&cfg.agency, &ca, trust_path.as_deref())?;
+    let mut out = std::collections::HashMap::new();
+    for p in cfg.peers.iter().filter(|p| p.endpoint.is_some()) {
+        if trust.get(&p.agency).is_none() {
+            return Err(anyhow!(
+                "peer {} has an endpoint but is not in the trust file: run `passerelle trust add` first",
+                p.agency
+            ));
+        }
+        let tls = passerelle_pki::client_config(&cert, &key, &trust, Some(&p.agency))?;
+        out.insert(p.agency.clone(), Arc::new(tls));
+    }
+    Ok(out)
+}
+
+/// Expires own vacancies past `closes_on` and purges old tombstones, at start-up and periodically.
+async fn sweep(
+    node: Arc<Node>,
+    sync: passerelle_node::config::SyncConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let n = node.clone();
+        let retention = sync.tombstone_retention_days;
+        let result = tokio::task::spawn_blocking(move || {
+            let expired = n.expire_due(passerelle_model::Date::today())?;
+            let purged = n.purge_tombstones(retention, passerelle_node::now_micros())?;
+            Ok::<_, passerelle_node::NodeError>((expired, purged))
+        })
+        .await;
+        match result {
+            Ok(Ok((expired, purged))) => {
+                if expired + purged > 0 {
+                    tracing::info!(expired, purged, "sweep");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(sync.sweep_interval_secs)) => {}
+            _ = stop.changed() => break,
+        }
+    }
 }
 
 /// Accepts TCP connections and completes TLS handshakes concurrently, each within the timeout.
@@ -211,7 +301,12 @@ fn accept_loop(
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (tcp, remote) = match listener.accept().await {
+            // stop accepting (and free the port) as soon as the server stops reading connections
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = tx.closed() => break,
+            };
+            let (tcp, remote) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -255,9 +350,6 @@ fn accept_loop(
                     Err(e) => tracing::warn!(%remote, error = %e, "client identity refused"),
                 }
             });
-            if tx.is_closed() {
-                break;
-            }
         }
     });
     ReceiverStream::new(rx)

@@ -1,5 +1,6 @@
 //! The `passerelle` command line: one binary for sysadmins, publishers and analysts.
 
+pub mod federate;
 pub mod files;
 pub mod init;
 pub mod records;
@@ -46,6 +47,12 @@ pub enum Command {
         #[arg(long, env = "PASSERELLE_CONFIG")]
         config: PathBuf,
     },
+    /// Exchange trust with a partner agency: export ours, add theirs.
+    #[command(subcommand)]
+    Trust(federate::TrustCommand),
+    /// Partner nodes: add a [[peers]] entry.
+    #[command(subcommand)]
+    Peer(federate::PeerCommand),
     /// Vacancies: put, get, list, withdraw, import.
     #[command(subcommand)]
     Vacancy(records::RecordCommand),

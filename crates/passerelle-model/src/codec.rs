@@ -18,6 +18,8 @@ pub enum CodecError {
     Empty,
     #[error("content does not decode: {0}")]
     Decode(#[from] postcard::Error),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Canonical bytes of a record's content (revision and change time zeroed).

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod dates;
+pub mod envelope;
 pub mod ids;
 pub mod records;
 pub mod validate;

@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub access: AccessConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
     /// Partner agencies this node has a relationship with.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
@@ -121,6 +123,62 @@ pub struct LimitsConfig {
     pub max_concurrent_streams: u32,
 }
 
+/// How this node pulls from its peers and keeps its log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Tombstones (FILLED, WITHDRAWN, EXPIRED) are purged this many days after their last change.
+    #[serde(default = "default_retention")]
+    pub tombstone_retention_days: u64,
+    /// First retry delay after a failed pull, milliseconds (doubles up to the ceiling, with jitter).
+    #[serde(default = "default_backoff_min")]
+    pub backoff_min_ms: u64,
+    /// Ceiling of the retry delay, seconds.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_secs: u64,
+    /// Most records per batch served to a peer.
+    #[serde(default = "default_batch_records")]
+    pub batch_records: u32,
+    /// Approximate most bytes per batch served to a peer.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: u32,
+    /// Seconds between sweeps that expire own vacancies past `closes_on` and purge old tombstones.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval_secs: u64,
+}
+
+fn default_retention() -> u64 {
+    180
+}
+fn default_backoff_min() -> u64 {
+    200
+}
+fn default_backoff_max() -> u64 {
+    30
+}
+fn default_batch_records() -> u32 {
+    1000
+}
+fn default_batch_bytes() -> u32 {
+    1 << 20
+}
+fn default_sweep() -> u64 {
+    60
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            tombstone_retention_days: default_retention(),
+            backoff_min_ms: default_backoff_min(),
+            backoff_max_secs: default_backoff_max(),
+            batch_records: default_batch_records(),
+            batch_bytes: default_batch_bytes(),
+            sweep_interval_secs: default_sweep(),
+        }
+    }
+}
+
 /// Extra access beyond the defaults of PRODUCT.md section 3.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +204,9 @@ pub struct PeerConfig {
     pub relay: bool,
     #[serde(default)]
     pub filter: PeerFilter,
+    /// Origins never accepted from this partner, even when signed correctly.
+    #[serde(default)]
+    pub refuse_origins: Vec<AgencyId>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -267,6 +328,7 @@ impl NodeConfig {
             metrics: MetricsConfig::default(),
             limits: LimitsConfig::default(),
             access: AccessConfig::default(),
+            sync: SyncConfig::default(),
             peers: Vec::new(),
             base_dir,
         }
@@ -297,6 +359,12 @@ impl NodeConfig {
                 default_min_cell(),
                 cfg.records.min_cell_size
             ));
+        }
+        if cfg.sync.backoff_min_ms == 0 || cfg.sync.backoff_max_secs == 0 {
+            return Err("sync.backoff_min_ms and sync.backoff_max_secs must be at least 1".into());
+        }
+        if cfg.sync.batch_records == 0 {
+            return Err("sync.batch_records must be at least 1".into());
         }
         if cfg.tls.handshake_timeout_secs == 0 {
             return Err("tls.handshake_timeout_secs must be at least 1".into());

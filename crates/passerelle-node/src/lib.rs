@@ -5,14 +5,22 @@
 //! acknowledged write is durable and the store never sees invalid records.
 
 pub mod config;
+pub mod sync;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use passerelle_model::codec::{decode_content, encode_content, CodecError};
 use passerelle_model::{AgencyId, Date, Kind, Record, RecordKey, Rules, VacancyStatus, Violations};
-use passerelle_store::{PutOutcome, RecordStore, SledEngine, StoreError, StoredRecord};
+use passerelle_store::{AnyEngine, PutOutcome, RecordStore, SledEngine, StoreError, StoredRecord};
 
 pub use config::{ConfigError, NodeConfig, PeerConfig};
+pub use sync::{ApplyReport, OutBatch, OutboundPolicy, Refusal, SignedRecord};
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use passerelle_pki::{SigningKey, TrustStore};
 
 /// Why a node operation failed; the wire layer maps each case to one gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +39,8 @@ pub enum NodeError {
     Corrupt { key: RecordKey, source: CodecError },
     #[error("store: {0}")]
     Store(StoreError),
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl From<StoreError> for NodeError {
@@ -126,32 +136,116 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-/// One agency's node: its identity, rules and store.
+/// Counts of what peers delivered, for status and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub applied: AtomicU64,
+    pub ignored: AtomicU64,
+    refused: Mutex<BTreeMap<Refusal, u64>>,
+}
+
+impl Counters {
+    fn record_apply(&self, r: &ApplyReport) {
+        self.applied.fetch_add(r.applied, Ordering::Relaxed);
+        self.ignored.fetch_add(r.ignored, Ordering::Relaxed);
+        let mut m = self.refused.lock().expect("lock");
+        for (k, v) in &r.refused {
+            *m.entry(*k).or_default() += v;
+        }
+    }
+
+    /// Refused records so far, by reason.
+    pub fn refused(&self) -> BTreeMap<Refusal, u64> {
+        self.refused.lock().expect("lock").clone()
+    }
+}
+
+/// One agency's node: its identity, rules, keys, trust and store.
 pub struct Node {
     agency: AgencyId,
     rules: Rules,
-    store: RecordStore<SledEngine>,
+    store: RecordStore<AnyEngine>,
+    signing: SigningKey,
+    trust: RwLock<Arc<TrustStore>>,
+    head: tokio::sync::watch::Sender<u64>,
+    pub counters: Counters,
+}
+
+fn read(cfg: &NodeConfig, p: &std::path::Path, what: &str) -> Result<String, NodeError> {
+    let path = cfg.path(p);
+    std::fs::read_to_string(&path)
+        .map_err(|e| NodeError::Setup(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Loads the node's trust store (own CA, partners' CAs and signing keys) as configured.
+pub fn load_trust(cfg: &NodeConfig, signing: &SigningKey) -> Result<TrustStore, NodeError> {
+    let ca = read(cfg, &cfg.tls.ca, "CA certificate")?;
+    let trust_path = cfg.tls.trust.as_ref().map(|p| cfg.path(p));
+    let trust = TrustStore::load(&cfg.agency, &ca, trust_path.as_deref())
+        .map_err(|e| NodeError::Setup(format!("trust: {e}")))?;
+    Ok(trust.with_own_signing_key(signing.public_key()))
 }
 
 impl Node {
-    /// Opens (or creates) the node's store as configured.
+    /// Opens (or creates) the node's sled store as configured.
     pub fn open(cfg: &NodeConfig) -> Result<Node, NodeError> {
         let dir = cfg.path(&cfg.data_dir);
         let engine = SledEngine::open(&dir, cfg.store.cache_capacity_mb * 1024 * 1024)?;
+        Self::open_on(cfg, AnyEngine::Sled(engine))
+    }
+
+    /// Opens the node on a given engine (memory engines in simulations).
+    pub fn open_on(cfg: &NodeConfig, engine: AnyEngine) -> Result<Node, NodeError> {
+        let key_pem = read(cfg, &cfg.signing.key, "signing key")?;
+        let signing = SigningKey::from_pem(&key_pem)
+            .map_err(|e| NodeError::Setup(format!("signing key: {e}")))?;
+        let trust = load_trust(cfg, &signing)?;
+        let store = RecordStore::open(engine)?;
+        let (head, _) = tokio::sync::watch::channel(store.head_seq());
         Ok(Node {
             agency: cfg.agency.clone(),
             rules: Rules {
                 min_cell_size: cfg.records.min_cell_size,
             },
-            store: RecordStore::open(engine)?,
+            store,
+            signing,
+            trust: RwLock::new(Arc::new(trust)),
+            head,
+            counters: Counters::default(),
         })
+    }
+
+    /// The trust store in force (replaced on reload).
+    pub fn trust(&self) -> Arc<TrustStore> {
+        self.trust.read().expect("lock").clone()
+    }
+
+    pub fn set_trust(&self, trust: TrustStore) {
+        *self.trust.write().expect("lock") = Arc::new(trust);
+    }
+
+    /// Watches the sync-log head: changes after every commit.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn notify(&self) {
+        self.head.send_replace(self.store.head_seq());
+    }
+
+    pub fn signing_key_id(&self) -> String {
+        self.signing.key_id()
+    }
+
+    pub fn signing_public_key(&self) -> [u8; 32] {
+        self.signing.public_key()
     }
 
     pub fn agency(&self) -> &AgencyId {
         &self.agency
     }
 
-    pub fn store(&self) -> &RecordStore<SledEngine> {
+    pub fn store(&self) -> &RecordStore<AnyEngine> {
         &self.store
     }
 
@@ -175,7 +269,14 @@ impl Node {
         // revision and updated_at are assigned here, whatever the client sent
         record.set_version(0, 0);
         if let Err(e) = record.validate(prefix, &self.rules) {
-            v.extend(e);
+            // one violation per field: what conversion found (an unknown enum value) wins
+            let pre: std::collections::HashSet<String> =
+                v.iter().map(|x| x.field.clone()).collect();
+            for x in e.into_vec() {
+                if !pre.contains(&x.field) {
+                    v.push(x.field, x.description);
+                }
+            }
         }
         if !v.is_empty() {
             return Err(v);
@@ -199,12 +300,13 @@ impl Node {
         let content = encode_content(&record);
         let outcome = self
             .store
-            .put_own(key, content, expected, now_micros(), |_, _, _, _| {
-                Vec::new()
+            .put_own(key, content, expected, now_micros(), |k, r, t, c| {
+                self.seal(k, r, t, c)
             })?;
         let result = to_result(outcome);
         if result.changed {
             self.store.flush()?;
+            self.notify();
         }
         Ok(result)
     }
@@ -231,7 +333,7 @@ impl Node {
         if !batch.is_empty() {
             let outcomes = self
                 .store
-                .put_own_many(batch, now_micros(), |_, _, _, _| Vec::new());
+                .put_own_many(batch, now_micros(), |k, r, t, c| self.seal(k, r, t, c));
             let mut any_written = false;
             for (slot, outcome) in slots.into_iter().zip(outcomes) {
                 let r = outcome.map(to_result).map_err(NodeError::from);
@@ -239,7 +341,9 @@ impl Node {
                 results[slot] = Some(r);
             }
             if any_written {
-                if let Err(e) = self.store.flush() {
+                let flushed = self.store.flush();
+                self.notify();
+                if let Err(e) = flushed {
                     // the batch is applied but not known durable: report every write as failed
                     for r in results.iter_mut() {
                         if matches!(r, Some(Ok(PutResult { changed: true, .. }))) {

@@ -1,0 +1,392 @@
+//! Federation in the node core: signing own versions, serving the sync log to peers under their
+//! outbound policy, and verifying and applying what peers deliver.
+//!
+//! Nothing a peer sends reaches the store before its origin's signature has
+//! been verified against the trust file, its payload decoded, and its
+//! content validated like a local put.
+
+use std::collections::BTreeMap;
+
+use passerelle_model::codec::decode_content;
+use passerelle_model::envelope::{decode_payload, encode_payload, Seal};
+use passerelle_model::{AgencyId, Kind, Record, RecordKey, Rules, VacancyStatus};
+use passerelle_store::{Replica, ReplicaOutcome, StoredRecord};
+
+use crate::config::PeerConfig;
+use crate::{decode, Node, NodeError};
+
+/// One record version exactly as its origin signed it, as the wire carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRecord {
+    pub key: String,
+    pub revision: u64,
+    pub payload: Vec<u8>,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+/// What a peer may receive from this node (a `[[peers]]` entry's outbound side).
+#[derive(Debug, Clone)]
+pub struct OutboundPolicy {
+    pub kinds: Vec<Kind>,
+    pub relay: bool,
+    pub open_to_international: Option<bool>,
+    pub countries: Vec<String>,
+}
+
+impl From<&PeerConfig> for OutboundPolicy {
+    fn from(p: &PeerConfig) -> Self {
+        OutboundPolicy {
+            kinds: p.share.clone(),
+            relay: p.relay,
+            open_to_international: p.filter.open_to_international,
+            countries: p.filter.countries.clone(),
+        }
+    }
+}
+
+impl OutboundPolicy {
+    /// Whether the key alone already excludes the record (no need to decode it).
+    fn excludes_key(&self, own: &AgencyId, key: &RecordKey) -> bool {
+        !self.kinds.contains(&key.kind) || (!self.relay && &key.origin != own)
+    }
+
+    fn needs_content(&self) -> bool {
+        self.open_to_international.is_some() || !self.countries.is_empty()
+    }
+
+    fn allows(&self, record: &Record) -> bool {
+        let country = match record {
+            Record::Vacancy(v) => {
+                if self
+                    .open_to_international
+                    .is_some_and(|want| want != v.open_to_international)
+                {
+                    return false;
+                }
+                &v.location.country
+            }
+            Record::Shortage(s) => &s.country,
+            Record::Supply(c) => &c.country,
+        };
+        self.countries.is_empty() || self.countries.iter().any(|c| c == country)
+    }
+}
+
+/// A batch cut from the sync log for one peer.
+#[derive(Debug, Default)]
+pub struct OutBatch {
+    pub records: Vec<SignedRecord>,
+    /// The log position this batch brings the peer's cursor to (filtered entries included).
+    pub cursor: u64,
+    pub head_seq: u64,
+}
+
+/// Why a delivered record was refused; the label is used in logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Refusal {
+    BadKey,
+    UnknownOrigin,
+    OriginNotAllowed,
+    UnknownKey,
+    BadSignature,
+    BadPayload,
+    Mismatch,
+    Invalid,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::BadKey => "bad_key",
+            Refusal::UnknownOrigin => "unknown_origin",
+            Refusal::OriginNotAllowed => "origin_not_allowed",
+            Refusal::UnknownKey => "unknown_signing_key",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::BadPayload => "bad_payload",
+            Refusal::Mismatch => "payload_mismatch",
+            Refusal::Invalid => "invalid_record",
+        }
+    }
+}
+
+/// What applying one delivered batch did.
+#[derive(Debug, Default, Clone)]
+pub struct ApplyReport {
+    pub applied: u64,
+    pub ignored: u64,
+    /// Our own records coming back through a loop: never applied.
+    pub own: u64,
+    pub refused: BTreeMap<Refusal, u64>,
+    /// The first refusals in detail, for the log.
+    pub examples: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+}
+
+impl Node {
+    /// The seal of an own version: the node's Ed25519 signature over the payload.
+    pub(crate) fn seal(
+        &self,
+        key: &RecordKey,
+        revision: u64,
+        updated_at: i64,
+        content: &[u8],
+    ) -> Vec<u8> {
+        let payload = encode_payload(key, revision, updated_at, content);
+        Seal {
+            key_id: self.signing.key_id(),
+            signature: self.signing.sign(&payload).to_vec(),
+        }
+        .encode()
+    }
+
+    /// The signed form of a stored version, rebuilt from the stored fields.
+    pub fn signed(&self, s: &StoredRecord) -> Result<SignedRecord, NodeError> {
+        let seal = Seal::decode(&s.seal).map_err(|source| NodeError::Corrupt {
+            key: s.key.clone(),
+            source,
+        })?;
+        Ok(SignedRecord {
+            key: s.key.to_string(),
+            revision: s.revision,
+            payload: encode_payload(&s.key, s.revision, s.updated_at_micros, &s.content),
+            key_id: seal.key_id,
+            signature: seal.signature,
+        })
+    }
+
+    /// Cuts the next batch after `since` for a peer: at most `max_records` and about `max_bytes`.
+    pub fn pull_batch(
+        &self,
+        since: u64,
+        max_records: usize,
+        max_bytes: usize,
+        policy: &OutboundPolicy,
+    ) -> Result<OutBatch, NodeError> {
+        let head_seq = self.store.head_seq();
+        let mut out = OutBatch {
+            records: Vec::new(),
+            cursor: since,
+            head_seq,
+        };
+        let mut bytes = 0usize;
+        // read more entries than we send: filtered ones advance the cursor for free
+        let entries = self.store.log_since(since, max_records.max(1) * 4)?;
+        for e in entries {
+            if out.records.len() >= max_records || bytes >= max_bytes {
+                break;
+            }
+            out.cursor = e.seq;
+            if policy.excludes_key(&self.agency, &e.key) {
+                continue;
+            }
+            let Some(s) = self.store.get(&e.key)? else {
+                continue;
+            };
+            if s.seq != e.seq {
+                // superseded by a later entry, which the peer will get in turn
+                continue;
+            }
+            if policy.needs_content() && !policy.allows(&decode(&s)?) {
+                continue;
+            }
+            let signed = self.signed(&s)?;
+            bytes += signed.payload.len() + signed.signature.len() + signed.key.len() + 16;
+            out.records.push(signed);
+        }
+        Ok(out)
+    }
+
+    /// Verifies and applies a batch delivered by `peer`, and moves that peer's cursor to
+    /// `cursor` in the same atomic write; flushes before returning.
+    pub fn apply_from_peer(
+        &self,
+        peer: &AgencyId,
+        refused_origins: &[AgencyId],
+        records: Vec<SignedRecord>,
+        cursor: u64,
+    ) -> Result<ApplyReport, NodeError> {
+        let trust = self.trust();
+        let mut report = ApplyReport::default();
+        let mut replicas = Vec::with_capacity(records.len());
+        let refuse = |report: &mut ApplyReport, why: Refusal, key: &str, detail: String| {
+            *report.refused.entry(why).or_default() += 1;
+            if report.examples.len() < 5 {
+                report
+                    .examples
+                    .push(format!("{key}: {} ({detail})", why.label()));
+            }
+        };
+        for r in records {
+            let key: RecordKey = match r.key.parse() {
+                Ok(k) => k,
+                Err(e) => {
+                    refuse(&mut report, Refusal::BadKey, &r.key, e.to_string());
+                    continue;
+                }
+            };
+            if key.origin == self.agency {
+                report.own += 1;
+                continue;
+            }
+            if refused_origins.contains(&key.origin) {
+                refuse(
+                    &mut report,
+                    Refusal::OriginNotAllowed,
+                    &r.key,
+                    format!("from {peer}"),
+                );
+                continue;
+            }
+            if trust.get(&key.origin).is_none() {
+                refuse(
+                    &mut report,
+                    Refusal::UnknownOrigin,
+                    &r.key,
+                    "not in the trust file".into(),
+                );
+                continue;
+            }
+            let Some(public) = trust.signing_key(&key.origin, &r.key_id) else {
+                refuse(
+                    &mut report,
+                    Refusal::UnknownKey,
+                    &r.key,
+                    format!("key id {}", r.key_id),
+                );
+                continue;
+            };
+            if !passerelle_pki::verify_signature(&public, &r.payload, &r.signature) {
+                refuse(
+                    &mut report,
+                    Refusal::BadSignature,
+                    &r.key,
+                    format!("key id {}", r.key_id),
+                );
+                continue;
+            }
+            let payload = match decode_payload(&r.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    refuse(&mut report, Refusal::BadPayload, &r.key, e.to_string());
+                    continue;
+                }
+            };
+            if payload.key != key || payload.revision != r.revision || payload.revision == 0 {
+                refuse(
+                    &mut report,
+                    Refusal::Mismatch,
+                    &r.key,
+                    "payload names another version".into(),
+                );
+                continue;
+            }
+            // a signature proves who wrote it, not that it is well-formed: validate like a put
+            let valid = decode_content(key.kind, &payload.content)
+                .map_err(|e| e.to_string())
+                .and_then(|rec| {
+                    if rec.id() != key.id || rec.origin() != key.origin.as_str() {
+                        return Err("content names another key".to_string());
+                    }
+                    let prefix = crate::request_prefix(key.kind);
+                    rec.validate(prefix, &Rules::default())
+                        .map_err(|v| v.to_string())
+                });
+            if let Err(e) = valid {
+                refuse(&mut report, Refusal::Invalid, &r.key, e);
+                continue;
+            }
+            replicas.push(Replica {
+                key,
+                revision: payload.revision,
+                updated_at_micros: payload.updated_at_micros,
+                content: payload.content,
+                seal: Seal {
+                    key_id: r.key_id,
+                    signature: r.signature,
+                }
+                .encode(),
+            });
+        }
+        let outcomes = self
+            .store
+            .apply_replicas_with_cursor(replicas, Some((peer.as_str(), cursor)))?;
+        for o in outcomes {
+            match o? {
+                ReplicaOutcome::Applied { .. } => report.applied += 1,
+                ReplicaOutcome::Ignored { .. } => report.ignored += 1,
+            }
+        }
+        self.store.flush()?;
+        if report.applied > 0 {
+            self.notify();
+        }
+        self.counters.record_apply(&report);
+        Ok(report)
+    }
+
+    /// Marks own OPEN vacancies whose `closes_on` is before `today` as EXPIRED; returns how many.
+    pub fn expire_due(&self, today: passerelle_model::Date) -> Result<u64, NodeError> {
+        let mut due = Vec::new();
+        let mut after: Option<RecordKey> = None;
+        loop {
+            let (page, next) = self.store.list(
+                Kind::Vacancy,
+                Some(&self.agency),
+                after.as_ref(),
+                1000,
+                |_| true,
+            )?;
+            for s in &page {
+                if let Record::Vacancy(v) = decode(s)? {
+                    let past =
+                        passerelle_model::Date::parse(&v.closes_on).is_some_and(|c| c < today);
+                    if v.status == VacancyStatus::Open && past {
+                        due.push(v);
+                    }
+                }
+            }
+            match next {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        let mut n = 0;
+        for mut v in due {
+            v.status = VacancyStatus::Expired;
+            if self.put(Record::Vacancy(v), None)?.changed {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Purges vacancy tombstones (any origin) whose last change is older than `horizon_days`.
+    pub fn purge_tombstones(&self, horizon_days: u64, now_micros: i64) -> Result<u64, NodeError> {
+        let limit = now_micros - (horizon_days as i64) * 86_400_000_000;
+        let mut old = Vec::new();
+        for s in self.store.iter(Some(Kind::Vacancy)) {
+            let s = s?;
+            if s.updated_at_micros >= limit {
+                continue;
+            }
+            if let Record::Vacancy(v) = decode(&s)? {
+                if v.status.is_tombstone() {
+                    old.push((s.key, s.revision));
+                }
+            }
+        }
+        if old.is_empty() {
+            return Ok(0);
+        }
+        // only if still at the revision seen: a newer version may have arrived meanwhile
+        let n = self.store.purge_at(&old)?;
+        self.store.flush()?;
+        Ok(n)
+    }
+}

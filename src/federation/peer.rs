@@ -1,0 +1,389 @@
+//! Peer loops: one per configured peer with an endpoint, pulling continuously (`follow`) with
+//! bounded exponential backoff and jitter, and an explicit state that is logged on every change.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use passerelle_model::AgencyId;
+use passerelle_node::{Node, NodeConfig, PeerConfig};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tonic::codec::CompressionEncoding;
+use tonic::Code;
+
+use super::{signed_in, PROTOCOL_VERSION};
+use crate::pb::v1 as pb;
+use crate::pb::v1::federation_client::FederationClient;
+
+/// Where a peer's sync stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// Connected and catching up.
+    Syncing,
+    /// Connected and caught up with the peer's head; new changes arrive as they are committed.
+    Live,
+    /// The last attempt failed; waiting before the next one.
+    BackingOff,
+    /// An operator blocked the peer.
+    Blocked,
+    /// Several attempts in a row failed; still retrying at the backoff ceiling.
+    Failing,
+}
+
+impl PeerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Syncing => "syncing",
+            PeerState::Live => "live",
+            PeerState::BackingOff => "backing_off",
+            PeerState::Blocked => "blocked",
+            PeerState::Failing => "failing",
+        }
+    }
+}
+
+/// What status shows about one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    pub agency: String,
+    pub endpoint: String,
+    pub state: PeerState,
+    pub last_error: Option<String>,
+    pub state_since: SystemTime,
+    pub cursor: u64,
+    pub remote_head: u64,
+    pub last_success: Option<SystemTime>,
+    pub applied: u64,
+    pub refused: u64,
+}
+
+impl PeerStatus {
+    /// Records the peer holds that this node has not pulled yet (as of the last batch).
+    pub fn lag(&self) -> u64 {
+        self.remote_head.saturating_sub(self.cursor)
+    }
+}
+
+/// The states of every peer loop, shared with status and tests.
+#[derive(Debug, Default)]
+pub struct PeerStates {
+    inner: Mutex<BTreeMap<AgencyId, PeerStatus>>,
+}
+
+impl PeerStates {
+    fn with<R>(&self, agency: &AgencyId, f: impl FnOnce(&mut PeerStatus) -> R) -> Option<R> {
+        self.inner.lock().expect("lock").get_mut(agency).map(f)
+    }
+
+    fn register(&self, agency: &AgencyId, endpoint: &str, cursor: u64) {
+        self.inner.lock().expect("lock").insert(
+            agency.clone(),
+            PeerStatus {
+                agency: agency.to_string(),
+                endpoint: endpoint.to_owned(),
+                state: PeerState::Syncing,
+                last_error: None,
+                state_since: SystemTime::now(),
+                cursor,
+                remote_head: 0,
+                last_success: None,
+                applied: 0,
+                refused: 0,
+            },
+        );
+    }
+
+    fn set_state(&self, agency: &AgencyId, state: PeerState, error: Option<String>) {
+        self.with(agency, |s| {
+            let changed = s.state != state || (error.is_some() && s.last_error != error);
+            if error.is_some() {
+                s.last_error = error.clone();
+            }
+            if s.state != state {
+                s.state = state;
+                s.state_since = SystemTime::now();
+            }
+            if changed {
+                match (&s.last_error, state) {
+                    (Some(e), PeerState::BackingOff | PeerState::Failing) => {
+                        tracing::warn!(peer = %agency, state = state.as_str(), error = %e, "peer state")
+                    }
+                    _ => tracing::info!(peer = %agency, state = state.as_str(), cursor = s.cursor, "peer state"),
+                }
+            }
+        });
+    }
+
+    pub fn get(&self, agency: &AgencyId) -> Option<PeerStatus> {
+        self.inner.lock().expect("lock").get(agency).cloned()
+    }
+
+    pub fn snapshot(&self) -> Vec<PeerStatus> {
+        self.inner.lock().expect("lock").values().cloned().collect()
+    }
+}
+
+/// Delay before retry `attempt` (1-based): doubling from `min`, capped at `max`, with ±25 % jitter.
+pub fn backoff(attempt: u32, min: Duration, max: Duration, jitter_seed: u64) -> Duration {
+    let exp = min.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let base = exp.min(max);
+    // jitter spreads the retries of many offices reconnecting after one outage
+    let frac = (jitter_seed % 1000) as f64 / 1000.0;
+    base.mul_f64(0.75 + 0.5 * frac).min(max)
+}
+
+fn jitter_seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.subsec_nanos() as u64).wrapping_mul(2_654_435_761)
+}
+
+enum SessionEnd {
+    /// The peer closed the stream; reconnect at once.
+    Closed,
+    /// Our cursor is older than the peer's retention horizon: pull again from 0.
+    Resync,
+}
+
+/// Starts one loop per peer that has an endpoint; they stop when `shutdown` turns true.
+pub fn spawn_peer_loops(
+    node: Arc<Node>,
+    cfg: &NodeConfig,
+    tls: &std::collections::HashMap<AgencyId, Arc<rustls::ClientConfig>>,
+    states: Arc<PeerStates>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for peer in cfg.peers.iter().filter(|p| p.endpoint.is_some()) {
+        let endpoint = peer.endpoint.clone().unwrap_or_default();
+        let cursor = node
+            .store()
+            .cursor(peer.agency.as_str())
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        states.register(&peer.agency, &endpoint, cursor);
+        let Some(tls) = tls.get(&peer.agency) else {
+            continue;
+        };
+        handles.push(tokio::spawn(peer_loop(
+            node.clone(),
+            peer.clone(),
+            endpoint,
+            (
+                Duration::from_millis(cfg.sync.backoff_min_ms),
+                Duration::from_secs(cfg.sync.backoff_max_secs),
+            ),
+            tls.clone(),
+            states.clone(),
+            shutdown.clone(),
+        )));
+    }
+    handles
+}
+
+async fn peer_loop(
+    node: Arc<Node>,
+    peer: PeerConfig,
+    endpoint: String,
+    (min, max): (Duration, Duration),
+    tls: Arc<rustls::ClientConfig>,
+    states: Arc<PeerStates>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        states.set_state(&peer.agency, PeerState::Syncing, None);
+        let result = tokio::select! {
+            r = session(&node, &peer, &endpoint, &tls, &states) => r,
+            _ = shutdown.changed() => break,
+        };
+        let delay = match result {
+            Ok(SessionEnd::Closed) => {
+                failures = 0;
+                Duration::from_millis(100)
+            }
+            Ok(SessionEnd::Resync) => {
+                tracing::warn!(peer = %peer.agency, "cursor older than the peer's retention horizon: resyncing from a snapshot");
+                let n = node.clone();
+                let a = peer.agency.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || n.store().set_cursor(a.as_str(), 0)).await;
+                Duration::ZERO
+            }
+            Err(e) => {
+                failures += 1;
+                let state = if failures >= 3 {
+                    PeerState::Failing
+                } else {
+                    PeerState::BackingOff
+                };
+                states.set_state(&peer.agency, state, Some(e));
+                backoff(failures, min, max, jitter_seed())
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// One connection: Hello, then Pull with `follow`, applying batches as they arrive.
+async fn session(
+    node: &Arc<Node>,
+    peer: &PeerConfig,
+    endpoint: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    states: &PeerStates,
+) -> Result<SessionEnd, String> {
+    let channel = crate::client::connect(endpoint, tls.clone())
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let mut client = FederationClient::new(channel)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(64 << 20);
+    let hello = client
+        .hello(pb::HelloRequest {
+            agency: node.agency().to_string(),
+            node_version: crate::NODE_VERSION.into(),
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await
+        .map_err(|s| format!("hello refused: {}: {}", s.code(), s.message()))?
+        .into_inner();
+    if hello.agency != peer.agency.as_str() {
+        return Err(format!(
+            "peer answered as {}, expected {}",
+            hello.agency, peer.agency
+        ));
+    }
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(format!(
+            "peer speaks federation protocol {}, this node {PROTOCOL_VERSION}",
+            hello.protocol_version
+        ));
+    }
+    let since = node
+        .store()
+        .cursor(peer.agency.as_str())
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    let stream = client
+        .pull(pb::PullRequest {
+            since,
+            follow: true,
+            max_records: 0,
+            max_bytes: 0,
+        })
+        .await;
+    let mut stream = match stream {
+        Ok(s) => s.into_inner(),
+        Err(s) if s.code() == Code::FailedPrecondition => return Ok(SessionEnd::Resync),
+        Err(s) => return Err(format!("pull refused: {}: {}", s.code(), s.message())),
+    };
+    // a reader task keeps several batches in flight while the previous one is applied
+    let (tx, mut rx) = mpsc::channel::<Result<pb::PullBatch, tonic::Status>>(8);
+    let reader = tokio::spawn(async move {
+        loop {
+            match stream.message().await {
+                Ok(Some(b)) => {
+                    if tx.send(Ok(b)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(s) => {
+                    let _ = tx.send(Err(s)).await;
+                    break;
+                }
+            }
+        }
+    });
+    let _abort_reader = AbortOnDrop(reader);
+    while let Some(item) = rx.recv().await {
+        let batch = match item {
+            Ok(b) => b,
+            Err(s) if s.code() == Code::FailedPrecondition => return Ok(SessionEnd::Resync),
+            Err(s) => return Err(format!("pull stream failed: {}: {}", s.code(), s.message())),
+        };
+        let records: Vec<_> = batch.records.into_iter().map(signed_in).collect();
+        let (n, agency, refused_origins, cursor) = (
+            node.clone(),
+            peer.agency.clone(),
+            peer.refuse_origins.clone(),
+            batch.cursor,
+        );
+        let report = tokio::task::spawn_blocking(move || {
+            n.apply_from_peer(&agency, &refused_origins, records, cursor)
+        })
+        .await
+        .map_err(|e| format!("worker failed: {e}"))?
+        .map_err(|e| format!("cannot apply batch: {e}"))?;
+        if report.refused_total() > 0 {
+            tracing::warn!(
+                peer = %peer.agency,
+                refused = report.refused_total(),
+                examples = ?report.examples,
+                "records refused"
+            );
+        }
+        let live = batch.cursor >= batch.head_seq;
+        states.with(&peer.agency, |s| {
+            s.cursor = batch.cursor;
+            s.remote_head = batch.head_seq;
+            s.last_success = Some(SystemTime::now());
+            s.applied += report.applied;
+            s.refused += report.refused_total();
+        });
+        states.set_state(
+            &peer.agency,
+            if live {
+                PeerState::Live
+            } else {
+                PeerState::Syncing
+            },
+            None,
+        );
+    }
+    Ok(SessionEnd::Closed)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_bounded() {
+        let (min, max) = (Duration::from_millis(200), Duration::from_secs(30));
+        for seed in [0, 499, 999] {
+            let d1 = backoff(1, min, max, seed);
+            assert!(
+                d1 >= Duration::from_millis(150) && d1 <= Duration::from_millis(250),
+                "{d1:?}"
+            );
+            let d3 = backoff(3, min, max, seed);
+            assert!(
+                d3 >= Duration::from_millis(600) && d3 <= Duration::from_millis(1000),
+                "{d3:?}"
+            );
+            assert!(backoff(40, min, max, seed) <= max);
+        }
+        assert_ne!(backoff(2, min, max, 0), backoff(2, min, max, 999));
+    }
+}

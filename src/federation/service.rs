@@ -1,0 +1,152 @@
+//! The `Federation` service: Hello, and Pull streaming the sync log to a listed peer under its outbound policy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use passerelle_model::AgencyId;
+use passerelle_node::{Node, OutboundPolicy};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{signed_out, PROTOCOL_VERSION};
+use crate::authz::PeerInfo;
+use crate::pb::v1 as pb;
+
+pub struct FederationService {
+    node: Arc<Node>,
+    policies: Arc<HashMap<AgencyId, OutboundPolicy>>,
+    max_records: u32,
+    max_bytes: u32,
+}
+
+impl FederationService {
+    pub fn new(node: Arc<Node>, cfg: &passerelle_node::NodeConfig) -> Self {
+        let policies = cfg
+            .peers
+            .iter()
+            .map(|p| (p.agency.clone(), OutboundPolicy::from(p)))
+            .collect();
+        FederationService {
+            node,
+            policies: Arc::new(policies),
+            max_records: cfg.sync.batch_records,
+            max_bytes: cfg.sync.batch_bytes,
+        }
+    }
+}
+
+fn caller<T>(req: &Request<T>) -> Result<AgencyId, Status> {
+    req.extensions()
+        .get::<PeerInfo>()
+        .map(|p| p.identity.agency.clone())
+        .ok_or_else(|| Status::unauthenticated("no client certificate identity"))
+}
+
+#[tonic::async_trait]
+impl pb::federation_server::Federation for FederationService {
+    async fn hello(
+        &self,
+        req: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloResponse>, Status> {
+        let peer = caller(&req)?;
+        let hello = req.into_inner();
+        if hello.agency != peer.as_str() {
+            return Err(Status::permission_denied(format!(
+                "hello names {} but the certificate is {peer}'s",
+                hello.agency
+            )));
+        }
+        tracing::debug!(%peer, version = hello.node_version, "hello");
+        Ok(Response::new(pb::HelloResponse {
+            agency: self.node.agency().to_string(),
+            node_version: crate::NODE_VERSION.into(),
+            protocol_version: PROTOCOL_VERSION,
+            head_seq: self.node.store().head_seq(),
+        }))
+    }
+
+    type PullStream = ReceiverStream<Result<pb::PullBatch, Status>>;
+
+    async fn pull(
+        &self,
+        req: Request<pb::PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let peer = caller(&req)?;
+        let policy = self.policies.get(&peer).cloned().ok_or_else(|| {
+            Status::permission_denied(format!("{peer} is not a peer of this node"))
+        })?;
+        let r = req.into_inner();
+        let purged = self.node.store().purged_through_seq();
+        if r.since > 0 && r.since < purged {
+            return Err(Status::failed_precondition(format!(
+                "cursor {} is older than the retention horizon (tombstones purged through {purged}): resync from 0",
+                r.since
+            )));
+        }
+        let max_records = if r.max_records == 0 {
+            self.max_records
+        } else {
+            r.max_records.min(self.max_records)
+        } as usize;
+        let max_bytes = if r.max_bytes == 0 {
+            self.max_bytes
+        } else {
+            r.max_bytes.min(self.max_bytes)
+        } as usize;
+        let node = self.node.clone();
+        let (tx, rx) = mpsc::channel(4);
+        tracing::info!(%peer, since = r.since, follow = r.follow, "pull started");
+        tokio::spawn(async move {
+            let mut cursor = r.since;
+            let mut head = node.subscribe();
+            let mut announced = false;
+            loop {
+                head.borrow_and_update();
+                let n = node.clone();
+                let p = policy.clone();
+                let batch = tokio::task::spawn_blocking(move || {
+                    n.pull_batch(cursor, max_records, max_bytes, &p)
+                })
+                .await;
+                let batch = match batch {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(crate::error::from_node(e))).await;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::internal(format!("worker failed: {e}"))))
+                            .await;
+                        break;
+                    }
+                };
+                let caught_up = batch.cursor >= batch.head_seq;
+                if batch.cursor > cursor || !batch.records.is_empty() || (caught_up && !announced) {
+                    let msg = pb::PullBatch {
+                        records: batch.records.into_iter().map(signed_out).collect(),
+                        cursor: batch.cursor,
+                        head_seq: batch.head_seq,
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        break;
+                    }
+                }
+                cursor = batch.cursor;
+                if caught_up {
+                    announced = true;
+                    if !r.follow {
+                        break;
+                    }
+                    tokio::select! {
+                        changed = head.changed() => if changed.is_err() { break },
+                        _ = tx.closed() => break,
+                    }
+                }
+            }
+            tracing::info!(%peer, cursor, "pull ended");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
