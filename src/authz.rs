@@ -201,7 +201,8 @@ fn oversize_is_resource_exhausted<B>(response: &mut http::Response<B>) {
     let too_large = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
-        .is_some_and(|m| m.contains("message length too large"));
+        // the header is percent-encoded: spaces arrive as %20
+        .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
     if out_of_range && too_large {
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
     }
