@@ -190,6 +190,7 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         };
     }
 
+    let (stop_background, stop_rx) = watch::channel(false);
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(cfg.limits.max_concurrent_streams)
         .initial_stream_window_size(4 << 20)
@@ -207,10 +208,9 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         )))
         .add_service(tuned!(pb::supply_server::SupplyServer::new(records)))
         .add_service(tuned!(pb::federation_server::FederationServer::new(
-            FederationService::new(node.clone(), &cfg)
+            FederationService::new(node.clone(), &cfg, stop_rx.clone())
         )));
 
-    let (stop_background, stop_rx) = watch::channel(false);
     let peers = Arc::new(PeerStates::default());
     let mut background = spawn_peer_loops(
         node.clone(),

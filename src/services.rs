@@ -99,75 +99,95 @@ impl Records {
         Ok((records, next.map(|k| k.to_string()).unwrap_or_default()))
     }
 
-    /// Reads an Import stream in chunks; each item is judged on its own.
-    async fn import<T>(
+    /// Reads an Import stream in chunks; each item is judged on its own. A reader task decodes
+    /// the next chunk while the previous one is written.
+    async fn import<T, F>(
         &self,
         mut stream: Streaming<T>,
-        item: impl Fn(T, &str) -> (Record, Violations, String),
+        item: F,
         prefix: &'static str,
     ) -> Result<Response<pb::ImportSummary>, Status>
     where
         T: Send + 'static,
+        F: Fn(T, &str) -> (Record, Violations, String) + Send + 'static,
     {
-        let mut summary = pb::ImportSummary::default();
-        let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
-        let mut ids = Vec::with_capacity(IMPORT_CHUNK);
-        loop {
-            let next = stream.message().await?;
-            let done = next.is_none();
-            if let Some(msg) = next {
-                let (record, pre, id) = item(msg, prefix);
-                ids.push(id);
-                chunk.push((record, None, pre));
-            }
-            if chunk.len() == IMPORT_CHUNK || (done && !chunk.is_empty()) {
-                let batch = std::mem::take(&mut chunk);
-                let results = self.blocking(move |n| n.put_many(batch)).await?;
-                for (id, r) in ids.drain(..).zip(results) {
-                    let index = summary.received;
-                    summary.received += 1;
-                    let outcome = match r {
-                        Ok(PutResult { revision, changed }) => {
-                            if changed {
-                                summary.written += 1;
-                            } else {
-                                summary.unchanged += 1;
-                            }
-                            summary.results.push(pb::ImportItemResult {
-                                index,
-                                id,
-                                changed,
-                                outcome: Some(pb::import_item_result::Outcome::Revision(revision)),
-                            });
-                            continue;
-                        }
-                        Err(NodeError::Invalid(v)) => v,
-                        Err(NodeError::RevisionMismatch {
-                            expected, actual, ..
-                        }) => {
-                            let mut v = Violations::new();
-                            v.push(
-                                "expected_revision",
-                                format!("expected {expected}, stored {actual}"),
-                            );
-                            v
-                        }
-                        // the store failed: nothing more can be written, say so for the whole call
-                        Err(e) => return Err(from_node(e)),
-                    };
-                    summary.rejected += 1;
-                    summary.results.push(pb::ImportItemResult {
-                        index,
-                        id,
-                        changed: false,
-                        outcome: Some(pb::import_item_result::Outcome::Error(
-                            convert::bad_request(&outcome),
-                        )),
-                    });
+        type Chunk = Vec<(Record, Option<u64>, Violations)>;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Chunk, Vec<String>), Status>>(2);
+        let reader = tokio::spawn(async move {
+            let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+            let mut ids = Vec::with_capacity(IMPORT_CHUNK);
+            loop {
+                let next = match stream.message().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let done = next.is_none();
+                if let Some(msg) = next {
+                    let (record, pre, id) = item(msg, prefix);
+                    ids.push(id);
+                    chunk.push((record, None, pre));
+                }
+                if chunk.len() == IMPORT_CHUNK || (done && !chunk.is_empty()) {
+                    let c = std::mem::replace(&mut chunk, Vec::with_capacity(IMPORT_CHUNK));
+                    let i = std::mem::replace(&mut ids, Vec::with_capacity(IMPORT_CHUNK));
+                    if tx.send(Ok((c, i))).await.is_err() {
+                        return;
+                    }
+                }
+                if done {
+                    return;
                 }
             }
-            if done {
-                break;
+        });
+        let _reader = AbortOnDrop(reader);
+        let mut summary = pb::ImportSummary::default();
+        while let Some(next) = rx.recv().await {
+            let (batch, ids) = next?;
+            let results = self.blocking(move |n| n.put_many(batch)).await?;
+            for (id, r) in ids.into_iter().zip(results) {
+                let index = summary.received;
+                summary.received += 1;
+                let outcome = match r {
+                    Ok(PutResult { revision, changed }) => {
+                        if changed {
+                            summary.written += 1;
+                        } else {
+                            summary.unchanged += 1;
+                        }
+                        summary.results.push(pb::ImportItemResult {
+                            index,
+                            id,
+                            changed,
+                            outcome: Some(pb::import_item_result::Outcome::Revision(revision)),
+                        });
+                        continue;
+                    }
+                    Err(NodeError::Invalid(v)) => v,
+                    Err(NodeError::RevisionMismatch {
+                        expected, actual, ..
+                    }) => {
+                        let mut v = Violations::new();
+                        v.push(
+                            "expected_revision",
+                            format!("expected {expected}, stored {actual}"),
+                        );
+                        v
+                    }
+                    // the store failed: nothing more can be written, say so for the whole call
+                    Err(e) => return Err(from_node(e)),
+                };
+                summary.rejected += 1;
+                summary.results.push(pb::ImportItemResult {
+                    index,
+                    id,
+                    changed: false,
+                    outcome: Some(pb::import_item_result::Outcome::Error(
+                        convert::bad_request(&outcome),
+                    )),
+                });
             }
         }
         tracing::info!(
@@ -178,6 +198,14 @@ impl Records {
             "import finished"
         );
         Ok(Response::new(summary))
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

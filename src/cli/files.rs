@@ -8,7 +8,7 @@
 use std::io::BufRead;
 
 use anyhow::anyhow;
-use passerelle_model::{Kind, Record, Shortage, SupplyCell, Vacancy};
+use passerelle_model::{Kind, Record};
 use serde_json::{Map, Value};
 
 /// How a CSV column is typed.
@@ -119,20 +119,34 @@ impl Format {
 
 /// Parses one JSON object into a record; the error names the field path.
 pub fn record_from_json(kind: Kind, value: Value) -> anyhow::Result<Record> {
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> anyhow::Result<T> {
-        serde_path_to_error::deserialize(v).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                anyhow!("{}", e.inner())
-            } else {
-                anyhow!("{path}: {}", e.inner())
-            }
-        })
+    typed_record(kind, value)
+}
+
+/// Parses one JSON text into a record in a single pass; the error names the field path.
+pub fn record_from_str(kind: Kind, text: &str) -> anyhow::Result<Record> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let r = typed_record(kind, &mut de)?;
+    de.end().map_err(|e| anyhow!("not JSON: {e}"))?;
+    Ok(r)
+}
+
+fn typed_record<'de, D>(kind: Kind, de: D) -> anyhow::Result<Record>
+where
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    fn named<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> anyhow::Error {
+        let path = e.path().to_string();
+        if path == "." {
+            anyhow!("{}", e.inner())
+        } else {
+            anyhow!("{path}: {}", e.inner())
+        }
     }
     Ok(match kind {
-        Kind::Vacancy => Record::Vacancy(typed::<Vacancy>(value)?),
-        Kind::Shortage => Record::Shortage(typed::<Shortage>(value)?),
-        Kind::Supply => Record::Supply(typed::<SupplyCell>(value)?),
+        Kind::Vacancy => Record::Vacancy(serde_path_to_error::deserialize(de).map_err(named)?),
+        Kind::Shortage => Record::Shortage(serde_path_to_error::deserialize(de).map_err(named)?),
+        Kind::Supply => Record::Supply(serde_path_to_error::deserialize(de).map_err(named)?),
     })
 }
 
@@ -172,9 +186,7 @@ pub fn read_records(
                     Ok(text) if text.trim().is_empty() => None,
                     Ok(text) => {
                         let bytes = text.len() as u64 + 1;
-                        let record = serde_json::from_str::<Value>(&text)
-                            .map_err(|e| anyhow!("not JSON: {e}"))
-                            .and_then(|v| record_from_json(kind, v));
+                        let record = record_from_str(kind, &text);
                         Some(Line {
                             line: n,
                             bytes,

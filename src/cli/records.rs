@@ -710,6 +710,7 @@ pub async fn import_file(
         ..Default::default()
     };
     let mut pending: Vec<(u64, Record)> = Vec::with_capacity(batch);
+    let mut inflight: Option<Inflight> = None;
     let mut lines = lines.peekable();
     loop {
         let next: Option<Line> = lines.next();
@@ -727,40 +728,63 @@ pub async fn import_file(
             }
         }
         if pending.len() >= batch || (done && !pending.is_empty()) {
+            // one call in flight while the next chunk is parsed: client and node work at once
             let chunk = std::mem::take(&mut pending);
-            let summary = import_chunk(ch.clone(), kind, &chunk).await.map_err(|s| {
-                bar.abandon();
-                anyhow!(
-                    "import stopped after {} records: {}: {}",
-                    report.lines,
-                    code_name(s.code()),
-                    s.message()
-                )
-            })?;
-            report.written += summary.written;
-            report.unchanged += summary.unchanged;
-            report.rejected += summary.rejected;
-            for item in summary.results {
-                if let Some(pb::import_item_result::Outcome::Error(bad)) = item.outcome {
-                    let line = chunk.get(item.index as usize).map_or(0, |c| c.0);
-                    bar.suspend(|| {
-                        for v in bad.field_violations {
-                            println!(
-                                "line {line} (id {}): {}: {}",
-                                item.id, v.field, v.description
-                            );
-                        }
-                    });
-                }
+            let (ch2, kind2) = (ch.clone(), kind);
+            let call = tokio::spawn(async move {
+                let r = import_chunk(ch2, kind2, &chunk).await;
+                (chunk, r)
+            });
+            if let Some(prev) = inflight.replace(call) {
+                settle(prev, &mut report, &bar).await?;
             }
         }
         if done {
+            if let Some(prev) = inflight.take() {
+                settle(prev, &mut report, &bar).await?;
+            }
             break;
         }
     }
     bar.finish_and_clear();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+type Inflight = tokio::task::JoinHandle<(Vec<(u64, Record)>, Result<pb::ImportSummary, Status>)>;
+
+/// Waits for an Import call and reports its refused items with their line numbers.
+async fn settle(
+    call: Inflight,
+    report: &mut ImportReport,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let (chunk, result) = call.await.map_err(|e| anyhow!("import task failed: {e}"))?;
+    let summary = result.map_err(|s| {
+        bar.abandon();
+        anyhow!(
+            "import stopped after {} records: {}",
+            report.written + report.unchanged + report.rejected,
+            status_lines("", &s).join("; ")
+        )
+    })?;
+    report.written += summary.written;
+    report.unchanged += summary.unchanged;
+    report.rejected += summary.rejected;
+    for item in summary.results {
+        if let Some(pb::import_item_result::Outcome::Error(bad)) = item.outcome {
+            let line = chunk.get(item.index as usize).map_or(0, |c| c.0);
+            bar.suspend(|| {
+                for v in bad.field_violations {
+                    println!(
+                        "line {line} (id {}): {}: {}",
+                        item.id, v.field, v.description
+                    );
+                }
+            });
+        }
+    }
+    Ok(())
 }
 
 fn progress(total: Option<u64>) -> ProgressBar {

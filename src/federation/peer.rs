@@ -199,7 +199,6 @@ async fn peer_loop(
         if *shutdown.borrow() {
             break;
         }
-        states.set_state(&peer.agency, PeerState::Syncing, None);
         let result = tokio::select! {
             r = session(&node, &peer, &endpoint, &tls, &states) => r,
             _ = shutdown.changed() => break,
@@ -271,11 +270,15 @@ async fn session(
             hello.protocol_version
         ));
     }
+    states.set_state(&peer.agency, PeerState::Syncing, None);
     let since = node
         .store()
         .cursor(peer.agency.as_str())
         .map_err(|e| e.to_string())?
         .unwrap_or(0);
+    // a pull from 0 is a snapshot: what it lacks of the peer's own records was purged there
+    let mut snapshot: Option<std::collections::HashSet<String>> =
+        (since == 0).then(Default::default);
     let stream = client
         .pull(pb::PullRequest {
             since,
@@ -315,6 +318,15 @@ async fn session(
             Err(s) => return Err(format!("pull stream failed: {}: {}", s.code(), s.message())),
         };
         let records: Vec<_> = batch.records.into_iter().map(signed_in).collect();
+        if let Some(seen) = snapshot.as_mut() {
+            let own = format!("{}/", peer.agency);
+            seen.extend(
+                records
+                    .iter()
+                    .filter(|r| r.key.starts_with(&own))
+                    .map(|r| r.key.clone()),
+            );
+        }
         let (n, agency, refused_origins, cursor) = (
             node.clone(),
             peer.agency.clone(),
@@ -336,6 +348,18 @@ async fn session(
             );
         }
         let live = batch.cursor >= batch.head_seq;
+        if live {
+            if let Some(seen) = snapshot.take() {
+                let (n, origin) = (node.clone(), peer.agency.clone());
+                let dropped = tokio::task::spawn_blocking(move || n.drop_unseen(&origin, &seen))
+                    .await
+                    .map_err(|e| format!("worker failed: {e}"))?
+                    .map_err(|e| format!("cannot drop purged records: {e}"))?;
+                if dropped > 0 {
+                    tracing::info!(peer = %peer.agency, dropped, "snapshot complete: dropped records the origin purged");
+                }
+            }
+        }
         states.with(&peer.agency, |s| {
             s.cursor = batch.cursor;
             s.remote_head = batch.head_seq;

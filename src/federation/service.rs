@@ -18,10 +18,16 @@ pub struct FederationService {
     policies: Arc<HashMap<AgencyId, OutboundPolicy>>,
     max_records: u32,
     max_bytes: u32,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl FederationService {
-    pub fn new(node: Arc<Node>, cfg: &passerelle_node::NodeConfig) -> Self {
+    /// `stop` turning true ends every open `follow` stream (shutdown).
+    pub fn new(
+        node: Arc<Node>,
+        cfg: &passerelle_node::NodeConfig,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let policies = cfg
             .peers
             .iter()
@@ -32,6 +38,7 @@ impl FederationService {
             policies: Arc::new(policies),
             max_records: cfg.sync.batch_records,
             max_bytes: cfg.sync.batch_bytes,
+            stop,
         }
     }
 }
@@ -95,6 +102,7 @@ impl pb::federation_server::Federation for FederationService {
             r.max_bytes.min(self.max_bytes)
         } as usize;
         let node = self.node.clone();
+        let mut stop = self.stop.clone();
         let (tx, rx) = mpsc::channel(4);
         tracing::info!(%peer, since = r.since, follow = r.follow, "pull started");
         tokio::spawn(async move {
@@ -142,6 +150,7 @@ impl pb::federation_server::Federation for FederationService {
                     tokio::select! {
                         changed = head.changed() => if changed.is_err() { break },
                         _ = tx.closed() => break,
+                        _ = stop.wait_for(|s| *s) => break,
                     }
                 }
             }

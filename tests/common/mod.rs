@@ -581,3 +581,283 @@ pub fn lasting_vacancy(id: &str) -> pb::Vacancy {
         ..full_vacancy(id)
     }
 }
+
+// ---------------------------------------------------------------- federation harness
+
+/// A node folder made by `init` whose port is already bound but which is not serving yet:
+/// its node.toml and trust file can still be edited, since the peer loops read them at start.
+pub struct PendingNode {
+    pub node: TestNode,
+    listener: TcpListener,
+}
+
+impl PendingNode {
+    /// Binds a loopback port, then runs `init` for `agency` listening on it.
+    pub async fn init(agency: &str) -> PendingNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let init = init::run(&InitArgs {
+            agency: agency.parse().unwrap(),
+            dir: dir.path().join(agency),
+            listen: addr,
+            hostname: Vec::new(),
+            metrics_listen: "127.0.0.1:0".parse().unwrap(),
+            days: 30,
+        })
+        .expect("init");
+        PendingNode {
+            node: TestNode {
+                dir,
+                init,
+                handle: None,
+            },
+            listener,
+        }
+    }
+
+    /// Starts serving (and pulling from the configured peers) on the bound port.
+    pub async fn start(self) -> TestNode {
+        let mut node = self.node;
+        node.serve_on(self.listener).await;
+        node
+    }
+
+    /// Closes the port without serving: partners' connections are refused until
+    /// [`TestNode::start_again`].
+    pub fn close_port(self) -> TestNode {
+        drop(self.listener);
+        self.node
+    }
+}
+
+/// A node's `[[peers]]` entry for a partner: whether this node pulls from it, and what the
+/// partner may pull from this node (the `peer add` options).
+#[derive(Debug, Clone, Default)]
+pub struct PeerEntry {
+    pub pull: bool,
+    pub share: Vec<passerelle_model::Kind>,
+    pub relay: bool,
+    pub international: Option<bool>,
+    pub country: Vec<String>,
+}
+
+impl PeerEntry {
+    /// An entry with an endpoint and the default outbound policy.
+    pub fn pull() -> PeerEntry {
+        PeerEntry {
+            pull: true,
+            ..PeerEntry::default()
+        }
+    }
+
+    /// An entry without endpoint (the partner only pulls from us), default policy.
+    pub fn serve() -> PeerEntry {
+        PeerEntry::default()
+    }
+}
+
+impl TestNode {
+    pub fn agency(&self) -> passerelle_model::AgencyId {
+        self.config().agency
+    }
+
+    /// The address `init` wrote into node.toml (the port the node is, or was, bound to).
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        self.config().listen
+    }
+
+    /// Starts a stopped node again on its port with the same store. The port may take a
+    /// moment to be released after shutdown: bounded, 100 tries 20 ms apart.
+    pub async fn start_again(&mut self) {
+        assert!(self.handle.is_none(), "start_again on a running node");
+        let addr = self.listen_addr();
+        for _ in 0..100 {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    self.serve_on(listener).await;
+                    return;
+                }
+                Err(_) => {
+                    let _ = tokio::net::TcpStream::connect(addr).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        panic!("port {addr} still bound after shutdown");
+    }
+
+    /// The shared node core of the running server (to read counters across a stop).
+    pub fn node_arc(&self) -> Arc<passerelle_node::Node> {
+        self.handle.as_ref().expect("running").node.clone()
+    }
+
+    /// This node's view of its pull from `agency`, if it pulls from it.
+    pub fn peer_status(&self, agency: &str) -> Option<passerelle::federation::peer::PeerStatus> {
+        self.handle
+            .as_ref()
+            .expect("running")
+            .peers
+            .get(&agency.parse().unwrap())
+    }
+
+    /// Appends a `[sync]` table to node.toml (call at most once per node, before start).
+    pub fn configure_sync(&self, settings: &[(&str, u64)]) {
+        let mut text = std::fs::read_to_string(&self.init.config).expect("node.toml");
+        text.push_str("\n[sync]\n");
+        for (k, v) in settings {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        NodeConfig::parse(&text).expect("node.toml with [sync] parses");
+        std::fs::write(&self.init.config, text).expect("write node.toml");
+    }
+}
+
+/// `me` trusts `other`: `trust export` on `other`, `trust add` (replacing) on `me`.
+pub fn trust_partner(me: &TestNode, other: &TestNode) {
+    let entry = me.dir.path().join(format!("trust-{}.toml", other.agency()));
+    std::fs::write(
+        &entry,
+        passerelle::cli::federate::export(&other.init.config).expect("trust export"),
+    )
+    .expect("write trust entry");
+    passerelle::cli::federate::add(&me.init.config, &entry, true).expect("trust add");
+}
+
+/// `peer add` on `me` for `other` (endpoint: `other`'s listen address when `entry.pull`).
+pub fn add_peer(me: &TestNode, other: &TestNode, entry: &PeerEntry) {
+    use passerelle::cli::federate::{ConfigArg, PeerAddArgs};
+    passerelle::cli::federate::peer_add(&PeerAddArgs {
+        config: ConfigArg {
+            config: me.init.config.clone(),
+        },
+        agency: other.agency(),
+        endpoint: entry
+            .pull
+            .then(|| format!("https://{}", other.listen_addr())),
+        share: entry.share.clone(),
+        relay: entry.relay,
+        international: entry.international,
+        country: entry.country.clone(),
+    })
+    .expect("peer add");
+}
+
+/// Mutual trust between `a` and `b`, and each one's entry for the other.
+pub fn federate_pair(
+    a: &TestNode,
+    a_entry_for_b: &PeerEntry,
+    b: &TestNode,
+    b_entry_for_a: &PeerEntry,
+) {
+    trust_partner(a, b);
+    trust_partner(b, a);
+    add_peer(a, b, a_entry_for_b);
+    add_peer(b, a, b_entry_for_a);
+}
+
+/// Every pair of `nodes` federated, each pulling from every other with the default policy.
+pub fn full_mesh(nodes: &[&TestNode]) {
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            federate_pair(a, &PeerEntry::pull(), b, &PeerEntry::pull());
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Ok`, at most `timeout`; panics with
+/// `what` and the last state `check` described.
+pub async fn wait_until_ok<F>(what: &str, timeout: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Result<(), String>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let last = match check() {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if started.elapsed() >= timeout {
+            panic!("{what}: not reached within {timeout:?}; last state: {last}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The node's state digest (records of every origin).
+pub fn state_digest(node: &TestNode) -> passerelle_store::StateDigest {
+    node.node().store().digest().expect("digest")
+}
+
+/// Every record `node` holds whose origin is `origin`: key → (revision, content, seal).
+pub fn records_of_origin(
+    node: &TestNode,
+    origin: &str,
+) -> std::collections::BTreeMap<String, (u64, Vec<u8>, Vec<u8>)> {
+    node.node()
+        .store()
+        .iter(None)
+        .map(|r| r.expect("stored record"))
+        .filter(|r| r.key.origin.as_str() == origin)
+        .map(|r| (r.key.to_string(), (r.revision, r.content, r.seal)))
+        .collect()
+}
+
+/// Panics unless the store's records, log and metadata are consistent.
+pub fn assert_store_consistent(node: &TestNode) -> passerelle_store::ConsistencyReport {
+    let report = node
+        .node()
+        .store()
+        .check_consistency()
+        .expect("check_consistency");
+    assert!(report.is_ok(), "{}: {report}", node.agency());
+    report
+}
+
+/// Verifies the origin's Ed25519 signature of every record `node` holds, with the key the
+/// node's trust store gives for the seal's key id; `keys` maps each origin to the public key
+/// its own node signs with, so the trust store cannot quietly hold another key. Returns how
+/// many records were checked.
+pub fn assert_signatures_verify(
+    node: &TestNode,
+    keys: &std::collections::BTreeMap<String, [u8; 32]>,
+) -> usize {
+    use passerelle_model::envelope::{encode_payload, Seal};
+    let trust = node.node().trust();
+    let mut checked = 0;
+    for r in node.node().store().iter(None) {
+        let r = r.expect("stored record");
+        let seal = Seal::decode(&r.seal).unwrap_or_else(|e| {
+            panic!("{}: seal of {} does not decode: {e}", node.agency(), r.key)
+        });
+        let public = trust
+            .signing_key(&r.key.origin, &seal.key_id)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no trusted key {} for {}",
+                    node.agency(),
+                    seal.key_id,
+                    r.key
+                )
+            });
+        if let Some(expected) = keys.get(r.key.origin.as_str()) {
+            assert_eq!(
+                &public,
+                expected,
+                "{}: trusted key of {} is not its node's",
+                node.agency(),
+                r.key.origin
+            );
+        }
+        let payload = encode_payload(&r.key, r.revision, r.updated_at_micros, &r.content);
+        assert!(
+            passerelle_pki::verify_signature(&public, &payload, &seal.signature),
+            "{}: signature of {} revision {} does not verify",
+            node.agency(),
+            r.key,
+            r.revision
+        );
+        checked += 1;
+    }
+    checked
+}

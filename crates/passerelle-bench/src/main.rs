@@ -39,6 +39,16 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Initial sync of generated vacancies from one node to a fresh peer, then live propagation.
+    Sync {
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Puts measured for live propagation (put at A → visible at B).
+        #[arg(long, default_value_t = 300)]
+        live: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Writes generated vacancies as JSONL to standard output.
     Generate {
         #[arg(long, default_value_t = 1000)]
@@ -54,6 +64,15 @@ fn main() -> anyhow::Result<()> {
         Scenario::Generate { records, seed } => {
             let out = std::io::stdout();
             write_vacancies(&mut out.lock(), records, seed)?;
+        }
+        Scenario::Sync {
+            records,
+            live,
+            seed,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let dir = cli.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+            sync(&cli.bin, &dir, records, live, seed)?;
         }
         Scenario::Import {
             records,
@@ -100,29 +119,42 @@ impl Drop for Node {
 
 impl Node {
     fn start(bin: &Path, dir: &Path, agency: &str) -> anyhow::Result<Node> {
-        let port = free_port()?;
-        let status = Command::new(bin)
-            .args(["init", "--agency", agency, "--dir"])
-            .arg(dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .with_context(|| format!("cannot run {}", bin.display()))?;
-        if !status.success() {
-            bail!("passerelle init failed");
-        }
+        init(bin, dir, agency)?;
+        Node::serve(bin, dir, None)
+    }
+
+    /// Starts `passerelle serve`; with `live_at`, a thread watches the JSON logs and sends the
+    /// moment the node reports a peer live at a cursor of at least that value.
+    fn serve(
+        bin: &Path,
+        dir: &Path,
+        live_at: Option<(u64, std::sync::mpsc::Sender<Instant>)>,
+    ) -> anyhow::Result<Node> {
         let mut child = Command::new(bin)
-            .args(["serve", "--config"])
+            .args(["serve", "--log-format", "json", "--config"])
             .arg(dir.join("node.toml"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()?;
         let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((want, tx)) = &live_at {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    let f = &v["fields"];
+                    if f["message"] == "peer state"
+                        && f["state"] == "live"
+                        && f["cursor"].as_u64().unwrap_or(0) >= *want
+                    {
+                        let _ = tx.send(Instant::now());
+                    }
+                }
+            }
+        });
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         if !line.starts_with("listening on") {
@@ -148,6 +180,85 @@ impl Node {
     fn disk_bytes(&self) -> u64 {
         dir_size(&self.dir.join("data"))
     }
+}
+
+/// `passerelle init` on a free loopback port; returns the port.
+fn init(bin: &Path, dir: &Path, agency: &str) -> anyhow::Result<u16> {
+    let port = free_port()?;
+    let status = Command::new(bin)
+        .args(["init", "--agency", agency, "--dir"])
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !status.success() {
+        bail!("passerelle init failed");
+    }
+    Ok(port)
+}
+
+/// `puller` trusts `server` and pulls from it; `server` lists `puller` as a peer it serves.
+fn federate(bin: &Path, server: &Path, server_port: u16, puller: &Path) -> anyhow::Result<()> {
+    let run = |args: &[&std::ffi::OsStr]| -> anyhow::Result<()> {
+        let out = Command::new(bin).args(args).output()?;
+        if !out.status.success() {
+            bail!("{:?}: {}", args, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let agency = |dir: &Path| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(dir.join("node.toml"))?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("agency"))
+            .ok_or_else(|| anyhow!("no agency"))?;
+        Ok(line.split('"').nth(1).unwrap_or_default().to_owned())
+    };
+    let (s_agency, p_agency) = (agency(server)?, agency(puller)?);
+    for (from, to) in [(server, puller), (puller, server)] {
+        let entry = from.join("trust-export.toml");
+        run(&[
+            "trust".as_ref(),
+            "export".as_ref(),
+            "--config".as_ref(),
+            from.join("node.toml").as_os_str(),
+            "--out".as_ref(),
+            entry.as_os_str(),
+        ])?;
+        run(&[
+            "trust".as_ref(),
+            "add".as_ref(),
+            "--config".as_ref(),
+            to.join("node.toml").as_os_str(),
+            entry.as_os_str(),
+        ])?;
+    }
+    let endpoint = format!("https://127.0.0.1:{server_port}");
+    run(&[
+        "peer".as_ref(),
+        "add".as_ref(),
+        "--config".as_ref(),
+        puller.join("node.toml").as_os_str(),
+        "--agency".as_ref(),
+        s_agency.as_ref(),
+        "--endpoint".as_ref(),
+        endpoint.as_ref(),
+    ])?;
+    run(&[
+        "peer".as_ref(),
+        "add".as_ref(),
+        "--config".as_ref(),
+        server.join("node.toml").as_os_str(),
+        "--agency".as_ref(),
+        p_agency.as_ref(),
+    ])?;
+    Ok(())
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -209,4 +320,120 @@ fn import(bin: &Path, dir: &Path, records: u64, batch: u64, seed: u64) -> anyhow
     );
     println!("node_peak_rss_bytes={}", node.peak_rss()?);
     Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn sync(bin: &Path, dir: &Path, records: u64, live: u64, seed: u64) -> anyhow::Result<()> {
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    let a_port = init(bin, &a_dir, "be.vdab")?;
+    init(bin, &b_dir, "tg.anpe")?;
+    federate(bin, &a_dir, a_port, &b_dir)?;
+    let file = dir.join("vacancies.jsonl");
+    let json_bytes = {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let b = write_vacancies(&mut f, records, seed)?;
+        f.flush()?;
+        b
+    };
+    let a = Node::serve(bin, &a_dir, None)?;
+    let out = Command::new(bin)
+        .args(["vacancy", "import"])
+        .arg(&file)
+        .arg("--profile")
+        .arg(a_dir.join("clients/publisher.toml"))
+        .output()?;
+    if !out.status.success() {
+        bail!("import failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    println!("records={records}");
+    println!("json_bytes_per_record={}", json_bytes / records.max(1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    let b = Node::serve(bin, &b_dir, Some((records, tx)))?;
+    let live_at = rx
+        .recv_timeout(Duration::from_secs(600))
+        .map_err(|_| anyhow!("the peer did not report live within 600 s"))?;
+    let secs = live_at.duration_since(started).as_secs_f64();
+    println!("initial_sync_seconds={secs:.2}");
+    println!("initial_sync_records_per_s={:.0}", records as f64 / secs);
+    std::thread::sleep(Duration::from_secs(1));
+    println!(
+        "receiver_disk_bytes_per_record={}",
+        b.disk_bytes() / records.max(1)
+    );
+    println!("receiver_peak_rss_bytes={}", b.peak_rss()?);
+    println!("sender_peak_rss_bytes={}", a.peak_rss()?);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let lat = rt.block_on(live_latency(&a_dir, &b_dir, live, seed))?;
+    let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(|x, y| x.total_cmp(y));
+    println!("live_puts={}", ms.len());
+    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        println!("live_propagation_{name}_ms={:.3}", percentile(&ms, p));
+    }
+    println!(
+        "live_propagation_max_ms={:.3}",
+        ms.last().copied().unwrap_or(0.0)
+    );
+    drop(b);
+    drop(a);
+    Ok(())
+}
+
+/// Puts one vacancy at a time at A and polls B's API until it is visible there.
+async fn live_latency(
+    a_dir: &Path,
+    b_dir: &Path,
+    n: u64,
+    seed: u64,
+) -> anyhow::Result<Vec<Duration>> {
+    use passerelle::pb::v1 as pb;
+    let a = passerelle::client::Profile::load(&a_dir.join("clients/publisher.toml"))?
+        .connect()
+        .await?;
+    let b = passerelle::client::Profile::load(&b_dir.join("clients/analyst.toml"))?
+        .connect()
+        .await?;
+    let mut put = pb::vacancies_client::VacanciesClient::new(a);
+    let mut get = pb::vacancies_client::VacanciesClient::new(b);
+    let mut g = gen::VacancyGen::new(seed ^ 0x5eed);
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let mut v = g.vacancy(i);
+        v.id = format!("LIVE-{i:06}");
+        let wire = passerelle::convert::vacancy_out(&v);
+        let started = Instant::now();
+        put.put(pb::PutVacancyRequest {
+            vacancy: Some(wire),
+            expected_revision: None,
+        })
+        .await?;
+        loop {
+            let r = get
+                .get(pb::GetVacancyRequest {
+                    origin: "be.vdab".into(),
+                    id: v.id.clone(),
+                })
+                .await;
+            if r.is_ok() {
+                out.push(started.elapsed());
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("{} not visible at B after 10 s", v.id);
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+    Ok(out)
 }

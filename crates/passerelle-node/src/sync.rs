@@ -192,8 +192,14 @@ impl Node {
                 // superseded by a later entry, which the peer will get in turn
                 continue;
             }
-            if policy.needs_content() && !policy.allows(&decode(&s)?) {
-                continue;
+            if policy.needs_content() {
+                let record = decode(&s)?;
+                // a tombstone must reach a peer that got the vacancy under the filter, even if the
+                // vacancy no longer matches it (else the peer keeps it open forever)
+                let tombstone = matches!(&record, Record::Vacancy(v) if v.status.is_tombstone());
+                if !tombstone && !policy.allows(&record) {
+                    continue;
+                }
             }
             let signed = self.signed(&s)?;
             bytes += signed.payload.len() + signed.signature.len() + signed.key.len() + 16;
@@ -328,6 +334,40 @@ impl Node {
         }
         self.counters.record_apply(&report);
         Ok(report)
+    }
+
+    /// After a complete snapshot from `origin`'s own node, drops the copies of its records the
+    /// snapshot did not contain (purged at the origin while we were away); returns how many.
+    pub fn drop_unseen(
+        &self,
+        origin: &AgencyId,
+        seen: &std::collections::HashSet<String>,
+    ) -> Result<u64, NodeError> {
+        let mut gone = Vec::new();
+        for kind in Kind::ALL {
+            let mut after: Option<RecordKey> = None;
+            loop {
+                let (page, next) =
+                    self.store
+                        .list(kind, Some(origin), after.as_ref(), 1000, |_| true)?;
+                for s in page {
+                    if !seen.contains(&s.key.to_string()) {
+                        gone.push((s.key, s.revision));
+                    }
+                }
+                match next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let n = self.store.purge_at(&gone)?;
+        self.store.flush()?;
+        self.notify();
+        Ok(n)
     }
 
     /// Marks own OPEN vacancies whose `closes_on` is before `today` as EXPIRED; returns how many.
