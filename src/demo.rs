@@ -337,6 +337,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cells = records::list_all(vdab_pub, Kind::Supply, &ListQuery::default(), Some(12)).await?;
     records::print_records(Kind::Supply, &cells, OutputFormat::Table)?;
 
+    println!("\n== ANPE's analyst: occupations in shortage in Belgium for which Togo has registered job seekers");
+    let anpe_analyst = Profile::load(&anpe.init.analyst_profile)?.connect().await?;
+    let gap = crate::pb::v1::analytics_client::AnalyticsClient::new(anpe_analyst)
+        .supply_gap(crate::pb::v1::SupplyGapRequest {
+            destination: "BE".into(),
+            source: "TG".into(),
+            level: 4,
+            as_of: String::new(),
+        })
+        .await?
+        .into_inner();
+    let matched = crate::pb::v1::SupplyGapResponse {
+        rows: gap.rows.iter().filter(|r| r.r#match).cloned().collect(),
+    };
+    crate::cli::query::gap_table(&matched).print(OutputFormat::Table)?;
+    println!(
+        "   {} of {} occupations with demand, a shortage or supply match (shortage in BE, supply in TG)",
+        matched.rows.len(),
+        gap.rows.len()
+    );
+
     let total = Instant::now().duration_since(started);
     vdab.server.shutdown().await?;
     anpe.server.shutdown().await?;

@@ -169,6 +169,10 @@ pub struct Node {
     trust: RwLock<Arc<TrustStore>>,
     head: tokio::sync::watch::Sender<u64>,
     pub counters: Counters,
+    analytics: Arc<passerelle_analytics::Analytics>,
+    /// Orders store writes and index updates alike, so the index never sees versions out of
+    /// commit order (flushes happen outside it).
+    write: Mutex<()>,
 }
 
 fn read(cfg: &NodeConfig, p: &std::path::Path, what: &str) -> Result<String, NodeError> {
@@ -201,6 +205,20 @@ impl Node {
             .map_err(|e| NodeError::Setup(format!("signing key: {e}")))?;
         let trust = load_trust(cfg, &signing)?;
         let store = RecordStore::open(engine)?;
+        let analytics = Arc::new(passerelle_analytics::Analytics::new());
+        let started = std::time::Instant::now();
+        let mut loaded = 0u64;
+        for s in store.iter(None) {
+            let s = s?;
+            let r = decode(&s)?;
+            analytics.apply(&s.key, Some(&r));
+            loaded += 1;
+        }
+        tracing::info!(
+            records = loaded,
+            ms = started.elapsed().as_millis() as u64,
+            "analytics index built"
+        );
         let (head, _) = tokio::sync::watch::channel(store.head_seq());
         Ok(Node {
             agency: cfg.agency.clone(),
@@ -212,7 +230,14 @@ impl Node {
             trust: RwLock::new(Arc::new(trust)),
             head,
             counters: Counters::default(),
+            analytics,
+            write: Mutex::new(()),
         })
+    }
+
+    /// The analytics index over every record this node holds.
+    pub fn analytics(&self) -> &passerelle_analytics::Analytics {
+        &self.analytics
     }
 
     /// The trust store in force (replaced on reload).
@@ -298,12 +323,20 @@ impl Node {
     ) -> Result<PutResult, NodeError> {
         let key = self.check(&mut record, pre).map_err(NodeError::Invalid)?;
         let content = encode_content(&record);
-        let outcome = self
-            .store
-            .put_own(key, content, expected, now_micros(), |k, r, t, c| {
-                self.seal(k, r, t, c)
-            })?;
+        let guard = self.write.lock().expect("lock");
+        let outcome = self.store.put_own(
+            key.clone(),
+            content,
+            expected,
+            now_micros(),
+            |k, r, t, c| self.seal(k, r, t, c),
+        )?;
         let result = to_result(outcome);
+        if result.changed {
+            record.set_version(result.revision, 0);
+            self.analytics.apply(&key, Some(&record));
+        }
+        drop(guard);
         if result.changed {
             self.store.flush()?;
             self.notify();
@@ -320,26 +353,41 @@ impl Node {
             Vec::with_capacity(items.len());
         let mut batch = Vec::with_capacity(items.len());
         let mut slots = Vec::with_capacity(items.len());
+        let mut kept = Vec::with_capacity(items.len());
         for (i, (mut record, expected, pre)) in items.into_iter().enumerate() {
             match self.check(&mut record, pre) {
                 Ok(key) => {
                     batch.push((key, encode_content(&record), expected));
                     slots.push(i);
+                    kept.push(record);
                     results.push(None);
                 }
                 Err(v) => results.push(Some(Err(NodeError::Invalid(v)))),
             }
         }
         if !batch.is_empty() {
+            let keys: Vec<RecordKey> = batch.iter().map(|b| b.0.clone()).collect();
+            let guard = self.write.lock().expect("lock");
             let outcomes = self
                 .store
                 .put_own_many(batch, now_micros(), |k, r, t, c| self.seal(k, r, t, c));
             let mut any_written = false;
-            for (slot, outcome) in slots.into_iter().zip(outcomes) {
+            for (((slot, outcome), key), mut record) in
+                slots.into_iter().zip(outcomes).zip(keys).zip(kept)
+            {
                 let r = outcome.map(to_result).map_err(NodeError::from);
-                any_written |= matches!(r, Ok(PutResult { changed: true, .. }));
+                if let Ok(PutResult {
+                    changed: true,
+                    revision,
+                }) = r
+                {
+                    any_written = true;
+                    record.set_version(revision, 0);
+                    self.analytics.apply(&key, Some(&record));
+                }
                 results[slot] = Some(r);
             }
+            drop(guard);
             if any_written {
                 let flushed = self.store.flush();
                 self.notify();

@@ -220,6 +220,7 @@ impl Node {
         let trust = self.trust();
         let mut report = ApplyReport::default();
         let mut replicas = Vec::with_capacity(records.len());
+        let mut decoded = Vec::with_capacity(records.len());
         let refuse = |report: &mut ApplyReport, why: Refusal, key: &str, detail: String| {
             *report.refused.entry(why).or_default() += 1;
             if report.examples.len() < 5 {
@@ -301,12 +302,18 @@ impl Node {
                     }
                     let prefix = crate::request_prefix(key.kind);
                     rec.validate(prefix, &Rules::default())
-                        .map_err(|v| v.to_string())
+                        .map_err(|v| v.to_string())?;
+                    Ok(rec)
                 });
-            if let Err(e) = valid {
-                refuse(&mut report, Refusal::Invalid, &r.key, e);
-                continue;
-            }
+            let mut record = match valid {
+                Ok(rec) => rec,
+                Err(e) => {
+                    refuse(&mut report, Refusal::Invalid, &r.key, e);
+                    continue;
+                }
+            };
+            record.set_version(payload.revision, payload.updated_at_micros);
+            decoded.push(record);
             replicas.push(Replica {
                 key,
                 revision: payload.revision,
@@ -319,15 +326,21 @@ impl Node {
                 .encode(),
             });
         }
+        let keys: Vec<RecordKey> = replicas.iter().map(|r| r.key.clone()).collect();
+        let guard = self.write.lock().expect("lock");
         let outcomes = self
             .store
             .apply_replicas_with_cursor(replicas, Some((peer.as_str(), cursor)))?;
-        for o in outcomes {
+        for ((o, key), record) in outcomes.into_iter().zip(keys).zip(decoded) {
             match o? {
-                ReplicaOutcome::Applied { .. } => report.applied += 1,
+                ReplicaOutcome::Applied { .. } => {
+                    report.applied += 1;
+                    self.analytics.apply(&key, Some(&record));
+                }
                 ReplicaOutcome::Ignored { .. } => report.ignored += 1,
             }
         }
+        drop(guard);
         self.store.flush()?;
         if report.applied > 0 {
             self.notify();
@@ -364,9 +377,21 @@ impl Node {
         if gone.is_empty() {
             return Ok(0);
         }
-        let n = self.store.purge_at(&gone)?;
+        let n = self.purge_versions(&gone)?;
         self.store.flush()?;
         self.notify();
+        Ok(n)
+    }
+
+    /// Purges records still at the given revisions and drops them from the analytics index.
+    fn purge_versions(&self, items: &[(RecordKey, u64)]) -> Result<u64, NodeError> {
+        let _guard = self.write.lock().expect("lock");
+        let n = self.store.purge_at(items)?;
+        for (key, _) in items {
+            if self.store.get(key)?.is_none() {
+                self.analytics.apply(key, None);
+            }
+        }
         Ok(n)
     }
 
@@ -425,7 +450,7 @@ impl Node {
             return Ok(0);
         }
         // only if still at the revision seen: a newer version may have arrived meanwhile
-        let n = self.store.purge_at(&old)?;
+        let n = self.purge_versions(&old)?;
         self.store.flush()?;
         Ok(n)
     }
