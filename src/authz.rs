@@ -11,6 +11,8 @@ use passerelle_model::AgencyId;
 use passerelle_pki::{Identity, Role};
 use tonic::Status;
 
+use crate::admin::PeerControls;
+
 /// What the TLS layer learnt about the caller; tonic puts it in every request's extensions.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -64,6 +66,8 @@ pub struct Policy {
     own: AgencyId,
     peers: RwLock<HashSet<AgencyId>>,
     partner_analysts: RwLock<HashSet<AgencyId>>,
+    /// Agencies an operator blocked: every call of theirs is refused, whatever the role.
+    controls: Arc<PeerControls>,
 }
 
 impl Policy {
@@ -76,12 +80,22 @@ impl Policy {
             own,
             peers: RwLock::new(peers.into_iter().collect()),
             partner_analysts: RwLock::new(partner_analysts.into_iter().collect()),
+            controls: Arc::default(),
         }
+    }
+
+    /// Refuses the agencies these controls block.
+    pub fn with_controls(mut self, controls: Arc<PeerControls>) -> Self {
+        self.controls = controls;
+        self
     }
 
     /// Ok when `who` may make a call needing `access`, else why not.
     pub fn check(&self, who: &Identity, access: Access) -> Result<(), String> {
         let own = who.agency == self.own;
+        if !own && self.controls.is_blocked(&who.agency) {
+            return Err(format!("{} is blocked on this node", who.agency));
+        }
         let ok = match (access, who.role) {
             (Access::Any, _) => true,
             (Access::Unknown, _) => false,
@@ -94,6 +108,7 @@ impl Policy {
                 own || (who.role == Role::Analyst && self.partner_analyst(&who.agency))
             }
             (Access::Analytics, Role::Analyst) => own || self.partner_analyst(&who.agency),
+            (Access::Analytics, Role::Operator) => own,
             (Access::Admin, Role::Operator) => own,
             _ => false,
         };
@@ -269,5 +284,41 @@ mod tests {
             .check(&operator, classify("/passerelle.v1.Vacancies/Delete"))
             .is_err());
         assert!(p.check(&operator, classify("/other.Service/X")).is_err());
+    }
+
+    #[test]
+    fn a_blocked_agency_is_refused_whatever_the_role() {
+        let controls = Arc::new(PeerControls::default());
+        let p = Policy::new(
+            "tg.anpe".parse().unwrap(),
+            ["be.vdab".parse().unwrap()],
+            ["be.vdab".parse().unwrap()],
+        )
+        .with_controls(controls.clone());
+        let node = id("urn:passerelle:be.vdab:node:n1");
+        let analyst = id("urn:passerelle:be.vdab:analyst:a");
+        let pull = classify("/passerelle.v1.Federation/Pull");
+        let gap = classify("/passerelle.v1.Analytics/SupplyGap");
+        let health = classify("/grpc.health.v1.Health/Check");
+        assert!(p.check(&node, pull).is_ok());
+        assert!(p.check(&analyst, gap).is_ok());
+        let store = passerelle_store::RecordStore::open(passerelle_store::AnyEngine::from(
+            passerelle_store::MemEngine::new(),
+        ))
+        .unwrap();
+        controls.block(&store, &"be.vdab".parse().unwrap()).unwrap();
+        for (who, access) in [(&node, pull), (&analyst, gap), (&node, health)] {
+            let why = p.check(who, access).unwrap_err();
+            assert!(why.contains("blocked"), "{why}");
+        }
+        // own identities are never blocked
+        let operator = id("urn:passerelle:tg.anpe:operator:ops");
+        assert!(p
+            .check(&operator, classify("/passerelle.v1.Admin/Status"))
+            .is_ok());
+        controls
+            .unblock(&store, &"be.vdab".parse().unwrap())
+            .unwrap();
+        assert!(p.check(&node, pull).is_ok());
     }
 }

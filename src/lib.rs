@@ -3,13 +3,18 @@
 //! The crates under `crates/` hold everything that does not know about the
 //! wire; this package converts at the edge and hosts the `passerelle` binary.
 
+pub mod admin;
+pub mod analytics;
 pub mod authz;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod convert;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod services;
 

@@ -51,7 +51,13 @@ async fn run(cli: Cli) -> i32 {
         }),
         Command::Serve { config } => serve(config).await.map(|()| 0),
         Command::Trust(cmd) => cli::federate::trust(cmd).map(|()| 0),
-        Command::Peer(cmd) => cli::federate::peer(cmd).map(|()| 0),
+        Command::Peer(cmd) => cli::admin::peer(cmd).await,
+        Command::Status(args) => cli::admin::status(args).await,
+        Command::Sync(args) => cli::admin::sync(args).await,
+        Command::Query(cmd) => cli::query::run(cmd).await,
+        Command::Backup(args) => cli::backup::backup(&args).await,
+        Command::Restore(args) => cli::backup::restore(&args),
+        Command::Verify(args) => cli::backup::verify(&args),
         Command::Vacancy(cmd) => cli::records::run(passerelle_model::Kind::Vacancy, cmd).await,
         Command::Shortage(cmd) => cli::records::run(passerelle_model::Kind::Shortage, cmd).await,
         Command::Supply(cmd) => cli::records::run(passerelle_model::Kind::Supply, cmd).await,
@@ -68,7 +74,11 @@ async fn run(cli: Cli) -> i32 {
 async fn serve(config: std::path::PathBuf) -> anyhow::Result<()> {
     let cfg = passerelle_node::NodeConfig::load(&config)?;
     let handle = passerelle::server::start(cfg, None).await?;
+    // SIGHUP reloads certificates, trust file and CRL (re-reading the [tls] paths of node.toml)
+    handle.reloader.set_config_file(config.clone());
+    let _sighup = passerelle::reload::reload_on_sighup(handle.reloader.clone())?;
     println!("listening on {}", handle.addr);
+    println!("metrics on http://{}/metrics", handle.metrics_addr);
     shutdown_signal().await;
     tracing::info!("shutting down: draining calls and flushing the store");
     handle.shutdown().await?;

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use passerelle_node::{Node, NodeConfig};
-use passerelle_pki::TrustStore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -20,10 +18,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::Connected;
 
+use crate::admin::{AdminService, PeerControls};
 use crate::authz::{AuthzLayer, PeerInfo, Policy};
 use crate::federation::peer::{spawn_peer_loops, PeerStates};
 use crate::federation::service::FederationService;
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::pb::v1 as pb;
+use crate::reload::{Material, Reloader, Swap};
 use crate::services::Records;
 
 /// An accepted, authenticated TLS connection.
@@ -75,22 +76,9 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-fn read(path: &Path, what: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
-}
-
 /// Builds the rustls server configuration from the files `node.toml` names.
 pub fn tls_config(cfg: &NodeConfig) -> anyhow::Result<rustls::ServerConfig> {
-    let ca = read(&cfg.path(&cfg.tls.ca), "CA certificate")?;
-    let cert = read(&cfg.path(&cfg.tls.cert), "node certificate")?;
-    let key = read(&cfg.path(&cfg.tls.key), "node key")?;
-    let trust_path = cfg.tls.trust.as_ref().map(|p| cfg.path(p));
-    let trust = TrustStore::load(&cfg.agency, &ca, trust_path.as_deref())?;
-    let crls = match &cfg.tls.crl {
-        Some(p) => vec![read(&cfg.path(p), "CRL")?],
-        None => Vec::new(),
-    };
-    Ok(passerelle_pki::server_config(&cert, &key, &trust, &crls)?)
+    Ok(Material::load(cfg)?.server)
 }
 
 /// A running node; dropping it does not stop it, call [`ServerHandle::shutdown`].
@@ -98,6 +86,11 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     pub node: Arc<Node>,
     pub peers: Arc<PeerStates>,
+    /// Where `/metrics` is served (plain HTTP).
+    pub metrics_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    /// Reloads certificates, trust file and CRL; knows their expiry.
+    pub reloader: Arc<Reloader>,
     shutdown: Option<oneshot::Sender<()>>,
     stop_background: watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -137,7 +130,7 @@ impl ServerHandle {
 /// Opens the store and serves the node on `listener` (or `cfg.listen`) until shut down.
 pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Result<ServerHandle> {
     passerelle_pki::install_crypto_provider();
-    let tls = Arc::new(tls_config(&cfg)?);
+    let material = Material::load(&cfg)?;
     let cfg2 = cfg.clone();
     let node = tokio::task::spawn_blocking(move || Node::open(&cfg2))
         .await?
@@ -148,6 +141,9 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
             )
         })?;
     let node = Arc::new(node);
+    let controls =
+        Arc::new(PeerControls::load(node.store()).context("cannot read the blocked peers")?);
+    let reloader = Arc::new(Reloader::new(cfg.clone(), node.clone(), material));
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(cfg.listen)
@@ -156,13 +152,26 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
     };
     let addr = listener.local_addr()?;
     let handshake_timeout = Duration::from_secs(cfg.tls.handshake_timeout_secs);
-    let incoming = accept_loop(listener, TlsAcceptor::from(tls), handshake_timeout);
-
-    let policy = Arc::new(Policy::new(
-        cfg.agency.clone(),
-        cfg.peers.iter().map(|p| p.agency.clone()),
-        cfg.access.partner_analysts.iter().cloned(),
+    let incoming = accept_loop(listener, reloader.server.clone(), handshake_timeout);
+    let metrics_listener = TcpListener::bind(cfg.metrics.listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", cfg.metrics.listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let peers = Arc::new(PeerStates::default());
+    let metrics = Arc::new(Metrics::new(
+        node.clone(),
+        peers.clone(),
+        reloader.certs.clone(),
     ));
+
+    let policy = Arc::new(
+        Policy::new(
+            cfg.agency.clone(),
+            cfg.peers.iter().map(|p| p.agency.clone()),
+            cfg.access.partner_analysts.iter().cloned(),
+        )
+        .with_controls(controls.clone()),
+    );
     let records = Records::new(node.clone());
     let max = cfg.limits.max_message_bytes;
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -197,6 +206,7 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         .initial_connection_window_size(8 << 20)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(MetricsLayer::new(metrics.clone()))
         .layer(AuthzLayer::new(policy))
         .add_service(health)
         .add_service(reflection)
@@ -207,58 +217,59 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
             records.clone()
         )))
         .add_service(tuned!(pb::supply_server::SupplyServer::new(records)))
+        .add_service(tuned!(pb::analytics_server::AnalyticsServer::new(
+            crate::analytics::AnalyticsService::new(node.clone())
+        )))
         .add_service(tuned!(pb::federation_server::FederationServer::new(
             FederationService::new(node.clone(), &cfg, stop_rx.clone())
+                .with_controls(controls.clone())
+        )))
+        .add_service(tuned!(pb::admin_server::AdminServer::new(
+            AdminService::new(
+                node.clone(),
+                &cfg,
+                peers.clone(),
+                controls.clone(),
+                reloader.certs.clone(),
+            )
         )));
 
-    let peers = Arc::new(PeerStates::default());
     let mut background = spawn_peer_loops(
         node.clone(),
         &cfg,
-        &peer_tls(&cfg)?,
+        &reloader.peers,
         peers.clone(),
+        controls.clone(),
         stop_rx.clone(),
     );
+    background.push(crate::metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+    background.push(crate::reload::spawn_watch(
+        reloader.clone(),
+        stop_rx.clone(),
+    ));
     background.push(tokio::spawn(sweep(node.clone(), cfg.sync.clone(), stop_rx)));
 
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = rx.await;
     }));
-    tracing::info!(agency = %cfg.agency, %addr, "node listening");
+    tracing::info!(agency = %cfg.agency, %addr, %metrics_addr, "node listening");
     Ok(ServerHandle {
         addr,
         node,
         peers,
+        metrics_addr,
+        metrics,
+        reloader,
         shutdown: Some(tx),
         stop_background,
         background,
         task,
     })
-}
-
-/// Client TLS configurations for pulling from each peer (node certificate, expected agency).
-fn peer_tls(
-    cfg: &NodeConfig,
-) -> anyhow::Result<std::collections::HashMap<passerelle_model::AgencyId, Arc<rustls::ClientConfig>>>
-{
-    let ca = read(&cfg.path(&cfg.tls.ca), "CA certificate")?;
-    let cert = read(&cfg.path(&cfg.tls.cert), "node certificate")?;
-    let key = read(&cfg.path(&cfg.tls.key), "node key")?;
-    let trust_path = cfg.tls.trust.as_ref().map(|p| cfg.path(p));
-    let trust = TrustStore::load(&cfg.agency, &ca, trust_path.as_deref())?;
-    let mut out = std::collections::HashMap::new();
-    for p in cfg.peers.iter().filter(|p| p.endpoint.is_some()) {
-        if trust.get(&p.agency).is_none() {
-            return Err(anyhow!(
-                "peer {} has an endpoint but is not in the trust file: run `passerelle trust add` first",
-                p.agency
-            ));
-        }
-        let tls = passerelle_pki::client_config(&cert, &key, &trust, Some(&p.agency))?;
-        out.insert(p.agency.clone(), Arc::new(tls));
-    }
-    Ok(out)
 }
 
 /// Expires own vacancies past `closes_on` and purges old tombstones, at start-up and periodically.
@@ -271,6 +282,8 @@ async fn sweep(
         let n = node.clone();
         let retention = sync.tombstone_retention_days;
         let result = tokio::task::spawn_blocking(move || {
+            // the "open today" aggregates move with the UTC date
+            n.analytics().roll_day(passerelle_model::Date::today());
             let expired = n.expire_due(passerelle_model::Date::today())?;
             let purged = n.purge_tombstones(retention, passerelle_node::now_micros())?;
             Ok::<_, passerelle_node::NodeError>((expired, purged))
@@ -293,9 +306,10 @@ async fn sweep(
 }
 
 /// Accepts TCP connections and completes TLS handshakes concurrently, each within the timeout.
+/// Each handshake uses the configuration in force when the connection arrives (see reload).
 fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Arc<Swap<rustls::ServerConfig>>,
     timeout: Duration,
 ) -> ReceiverStream<Result<TlsConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -315,7 +329,7 @@ fn accept_loop(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(tls.load());
             let conn_tx = tx.clone();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {

@@ -1,8 +1,12 @@
 //! The `passerelle` command line: one binary for sysadmins, publishers and analysts.
 
+pub mod admin;
+pub mod backup;
 pub mod federate;
 pub mod files;
 pub mod init;
+pub mod peertest;
+pub mod query;
 pub mod records;
 
 use std::path::PathBuf;
@@ -50,9 +54,22 @@ pub enum Command {
     /// Exchange trust with a partner agency: export ours, add theirs.
     #[command(subcommand)]
     Trust(federate::TrustCommand),
-    /// Partner nodes: add a [[peers]] entry.
+    /// Partner nodes: add a [[peers]] entry; block or unblock a partner (operator profile).
     #[command(subcommand)]
-    Peer(federate::PeerCommand),
+    Peer(admin::PeerCommand),
+    /// The node at a glance: records, each peer's sync, certificate expiry (operator profile).
+    Status(admin::StatusArgs),
+    /// Pull from the peers now, skipping backoff; `--from-start` pulls again from 0.
+    Sync(admin::SyncArgs),
+    /// Analytics: skills, occupations, shortages, gap, trend.
+    #[command(subcommand)]
+    Query(query::QueryCommand),
+    /// Stream a consistent snapshot of the running node into a file (operator profile).
+    Backup(backup::BackupArgs),
+    /// Write a backup file into an empty data folder.
+    Restore(backup::RestoreArgs),
+    /// Check a stopped node's store (or a backup file): signatures, log, digest.
+    Verify(backup::VerifyArgs),
     /// Vacancies: put, get, list, withdraw, import.
     #[command(subcommand)]
     Vacancy(records::RecordCommand),

@@ -13,6 +13,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::Code;
 
 use super::{signed_in, PROTOCOL_VERSION};
+use crate::admin::PeerControls;
 use crate::pb::v1 as pb;
 use crate::pb::v1::federation_client::FederationClient;
 
@@ -57,6 +58,10 @@ pub struct PeerStatus {
     pub last_success: Option<SystemTime>,
     pub applied: u64,
     pub refused: u64,
+    /// Records received that were not newer than the stored version.
+    pub ignored: u64,
+    /// When this node last held everything the peer had (its last caught-up batch).
+    pub caught_up_at: Option<SystemTime>,
 }
 
 impl PeerStatus {
@@ -91,6 +96,8 @@ impl PeerStates {
                 last_success: None,
                 applied: 0,
                 refused: 0,
+                ignored: 0,
+                caught_up_at: None,
             },
         );
     }
@@ -113,6 +120,18 @@ impl PeerStates {
                     _ => tracing::info!(peer = %agency, state = state.as_str(), cursor = s.cursor, "peer state"),
                 }
             }
+        });
+    }
+
+    /// Starts over as syncing now (an operator's request or an unblock), whatever the state was.
+    fn restart(&self, agency: &AgencyId, cursor: Option<u64>) {
+        self.with(agency, |s| {
+            s.state = PeerState::Syncing;
+            s.state_since = SystemTime::now();
+            if let Some(c) = cursor {
+                s.cursor = c;
+            }
+            tracing::info!(peer = %agency, state = s.state.as_str(), cursor = s.cursor, "peer state");
         });
     }
 
@@ -146,14 +165,17 @@ enum SessionEnd {
     Closed,
     /// Our cursor is older than the peer's retention horizon: pull again from 0.
     Resync,
+    /// An operator asked for a sync (or blocked the peer) between two batches.
+    Interrupted,
 }
 
 /// Starts one loop per peer that has an endpoint; they stop when `shutdown` turns true.
 pub fn spawn_peer_loops(
     node: Arc<Node>,
     cfg: &NodeConfig,
-    tls: &std::collections::HashMap<AgencyId, Arc<rustls::ClientConfig>>,
+    tls: &Arc<crate::reload::Swap<crate::reload::PeerTls>>,
     states: Arc<PeerStates>,
+    controls: Arc<PeerControls>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
@@ -166,19 +188,19 @@ pub fn spawn_peer_loops(
             .flatten()
             .unwrap_or(0);
         states.register(&peer.agency, &endpoint, cursor);
-        let Some(tls) = tls.get(&peer.agency) else {
+        if !tls.load().contains_key(&peer.agency) {
             continue;
-        };
+        }
         handles.push(tokio::spawn(peer_loop(
             node.clone(),
             peer.clone(),
-            endpoint,
             (
                 Duration::from_millis(cfg.sync.backoff_min_ms),
                 Duration::from_secs(cfg.sync.backoff_max_secs),
             ),
             tls.clone(),
             states.clone(),
+            controls.clone(),
             shutdown.clone(),
         )));
     }
@@ -188,19 +210,31 @@ pub fn spawn_peer_loops(
 async fn peer_loop(
     node: Arc<Node>,
     peer: PeerConfig,
-    endpoint: String,
     (min, max): (Duration, Duration),
-    tls: Arc<rustls::ClientConfig>,
+    tls: Arc<crate::reload::Swap<crate::reload::PeerTls>>,
     states: Arc<PeerStates>,
+    controls: Arc<PeerControls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let endpoint = peer.endpoint.clone().unwrap_or_default();
     let mut failures = 0u32;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        match operator_decisions(&node, &peer.agency, &states, &controls, &mut shutdown).await {
+            None => break,
+            Some(true) => failures = 0,
+            Some(false) => {}
+        }
+        // read at each connection, so that a reload applies from the next one on
+        let Some(tls) = tls.load().get(&peer.agency).cloned() else {
+            break;
+        };
         let result = tokio::select! {
-            r = session(&node, &peer, &endpoint, &tls, &states) => r,
+            r = session(&node, &peer, &endpoint, &tls, &states, &controls) => r,
+            // a blocked peer is left at once (what was applied is durable with its cursor)
+            _ = controls.until_blocked(&peer.agency) => continue,
             _ = shutdown.changed() => break,
         };
         let delay = match result {
@@ -216,6 +250,7 @@ async fn peer_loop(
                     tokio::task::spawn_blocking(move || n.store().set_cursor(a.as_str(), 0)).await;
                 Duration::ZERO
             }
+            Ok(SessionEnd::Interrupted) => Duration::ZERO,
             Err(e) => {
                 failures += 1;
                 let state = if failures >= 3 {
@@ -227,11 +262,54 @@ async fn peer_loop(
                 backoff(failures, min, max, jitter_seed())
             }
         };
+        let mut operator = controls.subscribe();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            // sync-now skips the backoff
+            _ = controls.operator_event(&peer.agency, &mut operator) => {}
             _ = shutdown.changed() => break,
         }
     }
+}
+
+/// Applies an operator's decisions before connecting: waits while the peer is blocked, and
+/// takes a pending sync-now request (setting the cursor back to 0 for one from the start; the
+/// previous session has ended, so no batch in flight can move it again). Returns whether the
+/// loop starts afresh (failures forgotten), or None on shutdown.
+async fn operator_decisions(
+    node: &Arc<Node>,
+    agency: &AgencyId,
+    states: &PeerStates,
+    controls: &PeerControls,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    let mut fresh = false;
+    if controls.is_blocked(agency) {
+        states.set_state(agency, PeerState::Blocked, None);
+        let mut changes = controls.subscribe();
+        while controls.is_blocked(agency) {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = shutdown.changed() => return None,
+            }
+        }
+        states.restart(agency, None);
+        fresh = true;
+    }
+    if let Some(request) = controls.take_request(agency) {
+        let mut cursor = None;
+        if request.from_start {
+            let (n, a) = (node.clone(), agency.clone());
+            match tokio::task::spawn_blocking(move || n.store().set_cursor(a.as_str(), 0)).await {
+                Ok(Ok(())) => cursor = Some(0),
+                Ok(Err(e)) => tracing::warn!(peer = %agency, error = %e, "cannot reset the cursor"),
+                Err(e) => tracing::warn!(peer = %agency, error = %e, "cannot reset the cursor"),
+            }
+        }
+        states.restart(agency, cursor);
+        fresh = true;
+    }
+    Some(fresh)
 }
 
 /// One connection: Hello, then Pull with `follow`, applying batches as they arrive.
@@ -241,7 +319,9 @@ async fn session(
     endpoint: &str,
     tls: &Arc<rustls::ClientConfig>,
     states: &PeerStates,
+    controls: &PeerControls,
 ) -> Result<SessionEnd, String> {
+    let mut operator = controls.subscribe();
     let channel = crate::client::connect(endpoint, tls.clone())
         .await
         .map_err(|e| format!("{e:#}"))?;
@@ -311,7 +391,14 @@ async fn session(
         }
     });
     let _abort_reader = AbortOnDrop(reader);
-    while let Some(item) = rx.recv().await {
+    loop {
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = controls.operator_event(&peer.agency, &mut operator) => {
+                return Ok(SessionEnd::Interrupted)
+            }
+        };
+        let Some(item) = item else { break };
         let batch = match item {
             Ok(b) => b,
             Err(s) if s.code() == Code::FailedPrecondition => return Ok(SessionEnd::Resync),
@@ -366,6 +453,10 @@ async fn session(
             s.last_success = Some(SystemTime::now());
             s.applied += report.applied;
             s.refused += report.refused_total();
+            s.ignored += report.ignored;
+            if live {
+                s.caught_up_at = s.last_success;
+            }
         });
         states.set_state(
             &peer.agency,

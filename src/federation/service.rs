@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use passerelle_model::AgencyId;
 use passerelle_node::{Node, OutboundPolicy};
@@ -10,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{signed_out, PROTOCOL_VERSION};
+use crate::admin::PeerControls;
 use crate::authz::PeerInfo;
 use crate::pb::v1 as pb;
 
@@ -19,6 +21,7 @@ pub struct FederationService {
     max_records: u32,
     max_bytes: u32,
     stop: tokio::sync::watch::Receiver<bool>,
+    controls: Arc<PeerControls>,
 }
 
 impl FederationService {
@@ -39,7 +42,14 @@ impl FederationService {
             max_records: cfg.sync.batch_records,
             max_bytes: cfg.sync.batch_bytes,
             stop,
+            controls: Arc::default(),
         }
+    }
+
+    /// Obeys these operator decisions: a blocked peer's open streams end at once.
+    pub fn with_controls(mut self, controls: Arc<PeerControls>) -> Self {
+        self.controls = controls;
+        self
     }
 }
 
@@ -105,7 +115,8 @@ impl pb::federation_server::Federation for FederationService {
         let mut stop = self.stop.clone();
         let (tx, rx) = mpsc::channel(4);
         tracing::info!(%peer, since = r.since, follow = r.follow, "pull started");
-        tokio::spawn(async move {
+        let (controls, blocked, blocked_tx) = (self.controls.clone(), peer.clone(), tx.clone());
+        let stream = async move {
             let mut cursor = r.since;
             let mut head = node.subscribe();
             let mut announced = false;
@@ -155,6 +166,19 @@ impl pb::federation_server::Federation for FederationService {
                 }
             }
             tracing::info!(%peer, cursor, "pull ended");
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stream => {}
+                () = controls.until_blocked(&blocked) => {
+                    tracing::info!(peer = %blocked, "pull ended: peer blocked");
+                    let refused =
+                        Status::permission_denied(format!("{blocked} is blocked on this node"));
+                    // a client that stopped reading must not keep the stream open
+                    let sent = blocked_tx.send(Err(refused));
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
+                }
+            }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

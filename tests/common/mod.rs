@@ -861,3 +861,14 @@ pub fn assert_signatures_verify(
     }
     checked
 }
+
+// ---------------------------------------------------------------- analytics harness
+
+pub use pb::analytics_client::AnalyticsClient;
+
+impl TestNode {
+    /// An `Analytics` client authenticated as the agency's `analyst` (or another role).
+    pub async fn analytics(&self, role: &str) -> AnalyticsClient<Channel> {
+        AnalyticsClient::new(self.channel(role).await)
+    }
+}

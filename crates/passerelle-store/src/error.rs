@@ -24,6 +24,8 @@ pub enum StoreError {
     },
     #[error("revision overflow on {key}")]
     RevisionOverflow { key: RecordKey },
+    #[error("the store is not empty ({keys} keys): a restore only goes into an empty store")]
+    NotEmpty { keys: u64 },
 }
 
 impl From<sled::Error> for StoreError {

@@ -17,6 +17,6 @@ pub mod testsuite;
 pub use engine::{AnyEngine, BatchOp, Engine, KeyValue, MemEngine, Scan, SledEngine, WriteBatch};
 pub use error::{Result, StoreError};
 pub use records::{
-    ConsistencyReport, LogEntry, PutOutcome, RecordStore, Replica, ReplicaOutcome, StateDigest,
-    StoredRecord,
+    ConsistencyReport, ExportSummary, LogEntry, PutOutcome, RecordStore, Replica, ReplicaOutcome,
+    StateDigest, StoredRecord,
 };

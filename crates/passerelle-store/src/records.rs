@@ -22,7 +22,7 @@ use passerelle_model::{AgencyId, Kind, RecordKey};
 use tracing::{debug, warn};
 
 use crate::codec::{self, LogValue, MetaBytes, MetaLayout, MetaSeq, RecordValue};
-use crate::engine::{successor, Engine, WriteBatch};
+use crate::engine::{successor, Engine, KeyValue, WriteBatch};
 use crate::error::{Result, StoreError};
 
 /// A record version as stored: the content is the caller's canonical encoding, the seal
@@ -596,6 +596,12 @@ impl<E: Engine> RecordStore<E> {
             .count_prefix(&codec::record_prefix(Some(kind), None))
     }
 
+    /// Records of `kind` whose origin is `origin`, counted on keys alone (for status).
+    pub fn count_origin(&self, kind: Kind, origin: &AgencyId) -> Result<u64> {
+        self.engine
+            .count_prefix(&codec::record_prefix(Some(kind), Some(origin)))
+    }
+
     /// The seq of the last accepted change (0 when none).
     pub fn head_seq(&self) -> u64 {
         self.head.load(Ordering::Acquire)
@@ -791,28 +797,135 @@ impl<E: Engine> RecordStore<E> {
     /// of one state.
     pub fn digest(&self) -> Result<StateDigest> {
         let _writer = self.lock_writer();
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(b"passerelle-store state digest v1\0");
-        let mut records = 0u64;
+        let mut digester = Digester::new();
         let prefix = codec::record_prefix(None, None);
         for item in self.engine.iter_prefix(&prefix, &prefix) {
             let (k, v) = item?;
-            let rec = decode_stored(&k, &v)?;
-            records += 1;
-            let key = rec.key.to_string();
-            for field in [
-                key.as_bytes(),
-                &rec.revision.to_be_bytes(),
-                &rec.content,
-                &rec.seal,
-            ] {
-                ctx.update(&(field.len() as u64).to_be_bytes());
-                ctx.update(field);
+            digester.add(&decode_stored(&k, &v)?);
+        }
+        Ok(digester.finish())
+    }
+
+    /// Hands every key and value of the engine, in key order, to `sink`: records, log and
+    /// metadata (cursors included), so that [`RecordStore::import_raw`] of the pairs into
+    /// an empty engine is this store. Writers wait while it runs, so the pairs, the heads
+    /// and the digest it returns are of one state: keep `sink` fast (a local file), never
+    /// a network peer.
+    pub fn export_raw<X: From<StoreError>>(
+        &self,
+        mut sink: impl FnMut(&[u8], &[u8]) -> Result<(), X>,
+    ) -> Result<ExportSummary, X> {
+        let heads = self.lock_writer();
+        let mut digester = Digester::new();
+        let (mut keys, mut log_entries) = (0u64, 0u64);
+        for item in self.engine.iter_prefix(&[], &[]).with_chunk(1024) {
+            let (k, v) = item?;
+            match k.first() {
+                Some(&codec::RECORD) => digester.add(&decode_stored(&k, &v)?),
+                Some(&codec::LOG) => log_entries += 1,
+                _ => {}
+            }
+            sink(&k, &v)?;
+            keys += 1;
+        }
+        let digest = digester.finish();
+        Ok(ExportSummary {
+            head_seq: heads.head,
+            purged_through_seq: heads.purged_through,
+            records: digest.records,
+            log_entries,
+            keys,
+            digest,
+        })
+    }
+
+    /// Writes the pairs of an [`RecordStore::export_raw`] into `engine`, which must be
+    /// empty, in batches, then flushes; returns how many pairs were written. The pairs
+    /// must come in strictly ascending key order (as exported). Open the result with
+    /// [`RecordStore::open`] and check it with [`RecordStore::check_consistency`]: a
+    /// failure half-way leaves a partial engine that only deserves deleting.
+    pub fn import_raw<X: From<StoreError>>(
+        engine: &E,
+        pairs: impl IntoIterator<Item = Result<KeyValue, X>>,
+    ) -> Result<u64, X> {
+        let existing = engine.count_prefix(&[])?;
+        if existing > 0 {
+            return Err(StoreError::NotEmpty { keys: existing }.into());
+        }
+        const BATCH_BYTES: usize = 4 << 20;
+        let mut batch = WriteBatch::new();
+        let mut batch_bytes = 0usize;
+        let mut last: Option<Vec<u8>> = None;
+        let mut n = 0u64;
+        for pair in pairs {
+            let (k, v) = pair?;
+            if last.as_ref().is_some_and(|l| *l >= k) {
+                return Err(StoreError::corrupt(&k, "keys out of order in the import").into());
+            }
+            batch_bytes += k.len() + v.len();
+            last = Some(k.clone());
+            batch.put(k, v);
+            n += 1;
+            if batch.len() >= 1024 || batch_bytes >= BATCH_BYTES {
+                engine.apply(std::mem::take(&mut batch))?;
+                batch_bytes = 0;
             }
         }
+        if !batch.is_empty() {
+            engine.apply(batch)?;
+        }
+        engine.flush()?;
+        Ok(n)
+    }
+}
+
+/// What [`RecordStore::export_raw`] exported: one state of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub head_seq: u64,
+    pub purged_through_seq: u64,
+    pub records: u64,
+    pub log_entries: u64,
+    /// Every key exported (records, log entries and metadata).
+    pub keys: u64,
+    /// The [`StateDigest`] of the exported records.
+    pub digest: StateDigest,
+}
+
+/// Builds a [`StateDigest`] from records fed in storage order.
+struct Digester {
+    ctx: ring::digest::Context,
+    records: u64,
+}
+
+impl Digester {
+    fn new() -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"passerelle-store state digest v1\0");
+        Digester { ctx, records: 0 }
+    }
+
+    fn add(&mut self, rec: &StoredRecord) {
+        self.records += 1;
+        let key = rec.key.to_string();
+        for field in [
+            key.as_bytes(),
+            &rec.revision.to_be_bytes(),
+            &rec.content,
+            &rec.seal,
+        ] {
+            self.ctx.update(&(field.len() as u64).to_be_bytes());
+            self.ctx.update(field);
+        }
+    }
+
+    fn finish(self) -> StateDigest {
         let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(ctx.finish().as_ref());
-        Ok(StateDigest { records, sha256 })
+        sha256.copy_from_slice(self.ctx.finish().as_ref());
+        StateDigest {
+            records: self.records,
+            sha256,
+        }
     }
 }
 
@@ -1419,6 +1532,11 @@ mod tests {
         assert_eq!(s.count(Kind::Vacancy).unwrap(), 9);
         assert_eq!(s.count(Kind::Shortage).unwrap(), 1);
         assert_eq!(s.count(Kind::Supply).unwrap(), 0);
+        // an origin's count is not fooled by origins it is a prefix of
+        assert_eq!(s.count_origin(Kind::Vacancy, &vdab).unwrap(), 5);
+        assert_eq!(s.count_origin(Kind::Vacancy, &x).unwrap(), 2);
+        assert_eq!(s.count_origin(Kind::Shortage, &vdab).unwrap(), 1);
+        assert_eq!(s.count_origin(Kind::Supply, &vdab).unwrap(), 0);
         assert_eq!(s.iter(None).count(), 10);
         assert_eq!(s.iter(Some(Kind::Shortage)).count(), 1);
     }
@@ -2182,6 +2300,61 @@ mod tests {
         put(&s, "be.vdab/vacancy/A", "a");
         assert_eq!(s.head_seq(), 1);
         assert_consistent(&s);
+    }
+
+    #[test]
+    fn export_then_import_is_the_same_store() {
+        let src = RecordStore::open(MemEngine::new()).unwrap();
+        put(&src, "be.vdab/vacancy/V-1", "a");
+        put(&src, "be.vdab/vacancy/V-1", "b");
+        src.apply_replica(replica("tg.anpe/supply/S-1", 4, "s"))
+            .unwrap();
+        src.apply_replica(replica("tg.anpe/supply/S-2", 1, "t"))
+            .unwrap();
+        src.purge(&[key("tg.anpe/supply/S-2")]).unwrap();
+        src.set_cursor("tg.anpe", 17).unwrap();
+        src.meta_put("blocked/xx.yyy", b"1").unwrap();
+        let mut pairs = Vec::new();
+        let summary = src
+            .export_raw(|k, v| {
+                pairs.push((k.to_vec(), v.to_vec()));
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(summary.digest, src.digest().unwrap());
+        assert_eq!((summary.head_seq, summary.purged_through_seq), (4, 4));
+        assert_eq!((summary.records, summary.log_entries), (2, 2));
+        assert_eq!(summary.keys, pairs.len() as u64);
+        assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0), "key order");
+
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SledEngine::open(dir.path().join("db"), 8 << 20).unwrap();
+        let n = RecordStore::import_raw(&engine, pairs.iter().cloned().map(Ok::<_, StoreError>))
+            .unwrap();
+        assert_eq!(n, summary.keys);
+        let dst = RecordStore::open(engine.clone()).unwrap();
+        assert_consistent(&dst);
+        assert_eq!(dst.digest().unwrap(), summary.digest);
+        assert_eq!(dst.head_seq(), 4);
+        assert_eq!(dst.purged_through_seq(), 4);
+        assert_eq!(dst.cursor("tg.anpe").unwrap(), Some(17));
+        assert_eq!(dst.meta_get("blocked/xx.yyy").unwrap(), Some(b"1".to_vec()));
+        // never over an existing store
+        let again = RecordStore::import_raw(&engine, pairs.into_iter().map(Ok::<_, StoreError>));
+        assert!(
+            matches!(again, Err(StoreError::NotEmpty { .. })),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn import_refuses_keys_out_of_order() {
+        let pairs = vec![
+            Ok::<_, StoreError>((b"mb".to_vec(), vec![1])),
+            Ok((b"ma".to_vec(), vec![1])),
+        ];
+        let err = RecordStore::import_raw(&MemEngine::new(), pairs).unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
     }
 
     #[test]
