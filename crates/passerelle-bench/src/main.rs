@@ -177,6 +177,17 @@ impl Node {
         Ok(kb * 1024)
     }
 
+    /// Current resident set size of the node process, bytes (VmRSS).
+    fn rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc status"))?;
+        Ok(kb * 1024)
+    }
+
     fn disk_bytes(&self) -> u64 {
         dir_size(&self.dir.join("data"))
     }
@@ -319,6 +330,12 @@ fn import(bin: &Path, dir: &Path, records: u64, batch: u64, seed: u64) -> anyhow
         records as f64 / again
     );
     println!("node_peak_rss_bytes={}", node.peak_rss()?);
+    // start-up: open the store and rebuild the analytics index from every record
+    drop(node);
+    let started = Instant::now();
+    let node = Node::serve(bin, &dir.join("node"), None)?;
+    println!("startup_seconds={:.2}", started.elapsed().as_secs_f64());
+    println!("startup_rss_bytes={}", node.rss()?);
     Ok(())
 }
 
