@@ -77,8 +77,14 @@ async fn serve(config: std::path::PathBuf) -> anyhow::Result<()> {
     // SIGHUP reloads certificates, trust file and CRL (re-reading the [tls] paths of node.toml)
     handle.reloader.set_config_file(config.clone());
     let _sighup = passerelle::reload::reload_on_sighup(handle.reloader.clone())?;
-    println!("listening on {}", handle.addr);
-    println!("metrics on http://{}/metrics", handle.metrics_addr);
+    // a supervisor may close our stdout once it has read the address: never die of that
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", handle.addr);
+        let _ = writeln!(out, "metrics on http://{}/metrics", handle.metrics_addr);
+        let _ = out.flush();
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: draining calls and flushing the store");
     handle.shutdown().await?;

@@ -155,11 +155,14 @@ impl Node {
                 }
             }
         });
+        let mut out = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        out.read_line(&mut line)?;
         if !line.starts_with("listening on") {
             bail!("node did not start: {line:?}");
         }
+        // keep draining: the node prints more, and a closed pipe would fail its writes
+        std::thread::spawn(move || for _ in out.lines() {});
         Ok(Node {
             child,
             dir: dir.to_path_buf(),
