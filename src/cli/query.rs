@@ -127,6 +127,20 @@ pub enum QueryCommand {
     },
 }
 
+/// Columns holding counts or fractions; every other column (ISCO codes, periods, months,
+/// national codes) is text in JSON even when it looks like a number ("0110", "2026").
+const NUMERIC_COLUMNS: &[&str] = &[
+    "vacancies",
+    "positions",
+    "essential",
+    "share",
+    "international",
+    "open_vacancies",
+    "open_positions",
+    "jobseekers",
+    "willing_to_migrate",
+];
+
 /// A result as rows of text cells under a header.
 pub struct Table {
     pub header: Vec<&'static str>,
@@ -156,11 +170,14 @@ impl Table {
                             .iter()
                             .zip(r)
                             .map(|(h, c)| {
-                                // numbers stay numbers for scripts
+                                // counts are numbers for scripts; codes stay strings whatever they look like
+                                let numeric = NUMERIC_COLUMNS.contains(h);
                                 let v = c
                                     .parse::<serde_json::Number>()
+                                    .ok()
+                                    .filter(|_| numeric)
                                     .map(serde_json::Value::Number)
-                                    .unwrap_or_else(|_| serde_json::Value::String(c.clone()));
+                                    .unwrap_or_else(|| serde_json::Value::String(c.clone()));
                                 (h.to_string(), v)
                             })
                             .collect()

@@ -118,12 +118,23 @@ impl pb::federation_server::Federation for FederationService {
         let (controls, blocked, blocked_tx) = (self.controls.clone(), peer.clone(), tx.clone());
         let stream = async move {
             let mut cursor = r.since;
+            // a purge while the stream runs may remove tombstones ahead of the cursor
+            let purged_at_start = node.store().purged_through_seq();
             let mut head = node.subscribe();
             let mut announced = false;
             loop {
                 head.borrow_and_update();
                 let n = node.clone();
                 let p = policy.clone();
+                let purged = node.store().purged_through_seq();
+                if purged > purged_at_start && cursor < purged {
+                    let _ = tx
+                        .send(Err(Status::failed_precondition(format!(
+                            "tombstones were purged through {purged} ahead of cursor {cursor}: resync from 0"
+                        ))))
+                        .await;
+                    break;
+                }
                 let batch = tokio::task::spawn_blocking(move || {
                     n.pull_batch(cursor, max_records, max_bytes, &p)
                 })

@@ -176,9 +176,13 @@ impl Node {
         };
         let mut bytes = 0usize;
         // read more entries than we send: filtered ones advance the cursor for free
-        let entries = self.store.log_since(since, max_records.max(1) * 4)?;
+        let read_limit = max_records.max(1) * 4;
+        let entries = self.store.log_since(since, read_limit)?;
+        let read = entries.len();
+        let mut cut_short = false;
         for e in entries {
             if out.records.len() >= max_records || bytes >= max_bytes {
+                cut_short = true;
                 break;
             }
             out.cursor = e.seq;
@@ -204,6 +208,11 @@ impl Node {
             let signed = self.signed(&s)?;
             bytes += signed.payload.len() + signed.signature.len() + signed.key.len() + 16;
             out.records.push(signed);
+        }
+        if !cut_short && read < read_limit {
+            // the end of the log: purged entries may leave nothing at the head's seq, so move
+            // the cursor to the head itself (every entry up to it was committed before we read)
+            out.cursor = out.cursor.max(head_seq);
         }
         Ok(out)
     }
