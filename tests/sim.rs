@@ -265,9 +265,6 @@ fn a_peer_catches_up_with_a_log_whose_last_entry_was_purged() {
 }
 
 #[test]
-#[ignore = "bug: after its origin purged a tombstone, a put of the same id starts again at \
-            revision 1 (crates/passerelle-store/src/records.rs Txn::put_own), so peers still \
-            holding the tombstone ignore the acknowledged write"]
 fn a_reposted_id_reaches_peers_after_its_tombstone_was_purged() {
     let fed = Federation::build(Shape::Mesh { relay: false });
     let n = Nodes::open(&fed);
@@ -404,8 +401,6 @@ fn a_snapshot_from_a_relay_drops_relayed_copies_purged_upstream() {
 }
 
 #[test]
-#[ignore = "bug: an origin re-using an id after purging its tombstone restarts at revision 1 \
-            (crates/passerelle-store/src/records.rs Txn::put_own)"]
 fn mesh_seed_1_with_ids_reused_after_purge() {
     known_bug(
         "mesh_seed_1_with_ids_reused_after_purge",

@@ -231,6 +231,7 @@ async fn peer_loop(
         let Some(tls) = tls.load().get(&peer.agency).cloned() else {
             break;
         };
+        let session_started = SystemTime::now();
         let result = tokio::select! {
             r = session(&node, &peer, &endpoint, &tls, &states, &controls) => r,
             // a blocked peer is left at once (what was applied is durable with its cursor)
@@ -252,7 +253,12 @@ async fn peer_loop(
             }
             Ok(SessionEnd::Interrupted) => Duration::ZERO,
             Err(e) => {
-                failures += 1;
+                // a session that applied batches before it broke was a success: count anew
+                let progressed = states
+                    .get(&peer.agency)
+                    .and_then(|s| s.last_success)
+                    .is_some_and(|t| t >= session_started);
+                failures = if progressed { 1 } else { failures + 1 };
                 let state = if failures >= 3 {
                     PeerState::Failing
                 } else {

@@ -510,6 +510,14 @@ impl<E: Engine> RecordStore<E> {
             }
             batch.delete(codec::log_key(v.seq).to_vec());
             batch.delete(skey);
+            // remember the last revision: an id posted again must go on from it, or peers
+            // still holding the tombstone would ignore the new version
+            batch.put(
+                revision_floor_key(key),
+                codec::encode(&MetaBytes {
+                    value: v.revision.to_be_bytes().to_vec(),
+                }),
+            );
             purged += 1;
             through = through.max(v.seq);
         }
@@ -929,6 +937,12 @@ impl Digester {
     }
 }
 
+/// Where the last revision of a purged record is kept (in the caller-metadata family, which
+/// the consistency check accepts).
+fn revision_floor_key(key: &RecordKey) -> Vec<u8> {
+    codec::meta_name_key(codec::META_USER, &format!("purged-rev/{key}"))
+}
+
 /// Builds one batch under the writer lock, with the versions written so far in this
 /// batch visible to later items.
 struct Txn<'a, E: Engine> {
@@ -967,10 +981,27 @@ impl<'a, E: Engine> Txn<'a, E> {
         seal: impl FnOnce(&RecordKey, u64, i64, &[u8]) -> Vec<u8>,
     ) -> Result<PutOutcome> {
         let skey = codec::record_key(&key);
-        let (stored_revision, stored_seq, same) = self.with_stored(&skey, |v| match v {
-            Some(v) => (v.revision, v.seq, v.content == content),
-            None => (0, 0, false),
+        let (stored_revision, stored_seq, same, exists) = self.with_stored(&skey, |v| match v {
+            Some(v) => (v.revision, v.seq, v.content == content, true),
+            None => (0, 0, false, false),
         })?;
+        // an id whose record was purged goes on from its last revision
+        let base_revision = if exists {
+            stored_revision
+        } else {
+            let k = revision_floor_key(&key);
+            match self.engine.get(&k)? {
+                Some(bytes) => {
+                    let m: MetaBytes = codec::decode(&k, &bytes)?;
+                    let mut b = [0u8; 8];
+                    if m.value.len() == 8 {
+                        b.copy_from_slice(&m.value);
+                    }
+                    u64::from_be_bytes(b)
+                }
+                None => 0,
+            }
+        };
         if let Some(expected) = expected_revision {
             if expected != stored_revision {
                 return Err(StoreError::RevisionMismatch {
@@ -986,7 +1017,7 @@ impl<'a, E: Engine> Txn<'a, E> {
                 seq: stored_seq,
             });
         }
-        let Some(revision) = stored_revision.checked_add(1) else {
+        let Some(revision) = base_revision.checked_add(1) else {
             return Err(StoreError::RevisionOverflow { key });
         };
         let seal = seal(&key, revision, now_micros, &content);
@@ -1703,14 +1734,14 @@ mod tests {
         assert_eq!(s.purged_through_seq(), 6);
         assert!(s.log_since(0, 10).unwrap().is_empty());
         assert_eq!(s.count(Kind::Vacancy).unwrap(), 0);
-        // a purged key starts over, under a new seq
-        assert_eq!(
-            put(&s, "be.vdab/vacancy/A", "again"),
-            PutOutcome::Written {
-                revision: 1,
-                seq: 7
-            }
+        // a purged key goes on from its last revision (peers may still hold the tombstone),
+        // under a new seq
+        let again = put(&s, "be.vdab/vacancy/A", "again");
+        assert!(
+            matches!(again, PutOutcome::Written { seq: 7, .. }),
+            "{again:?}"
         );
+        assert!(again.revision() >= 2, "{again:?}");
         assert_consistent(&s);
     }
 
