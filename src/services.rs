@@ -251,6 +251,21 @@ fn isco_prefix(v: &mut Violations, p: String) -> String {
     p
 }
 
+/// The filters every List takes (origins, countries, ISCO prefix); `v` collects what is wrong.
+fn common_filter(
+    v: &mut Violations,
+    raw_origins: Vec<String>,
+    raw_countries: Vec<String>,
+    raw_isco: String,
+) -> ListFilter {
+    ListFilter {
+        origins: origins(v, raw_origins),
+        countries: countries(v, raw_countries),
+        isco_prefix: isco_prefix(v, raw_isco),
+        ..Default::default()
+    }
+}
+
 fn missing(field: &str) -> Status {
     invalid_field(field, "required")
 }
@@ -309,12 +324,9 @@ impl pb::vacancies_server::Vacancies for Records {
             .filter_map(|(i, s)| convert::status_filter(&mut v, format!("statuses[{i}]"), *s))
             .collect();
         let filter = ListFilter {
-            origins: origins(&mut v, req.origins),
             statuses,
-            countries: countries(&mut v, req.countries),
-            isco_prefix: isco_prefix(&mut v, req.isco_prefix),
             open_to_international: req.open_to_international,
-            ..Default::default()
+            ..common_filter(&mut v, req.origins, req.countries, req.isco_prefix)
         };
         if !v.is_empty() {
             return Err(invalid(&v));
@@ -388,12 +400,9 @@ impl pb::shortages_server::Shortages for Records {
         let req = req.into_inner();
         let mut v = Violations::new();
         let filter = ListFilter {
-            origins: origins(&mut v, req.origins),
-            countries: countries(&mut v, req.countries),
-            isco_prefix: isco_prefix(&mut v, req.isco_prefix),
             list: req.list,
             year: req.year,
-            ..Default::default()
+            ..common_filter(&mut v, req.origins, req.countries, req.isco_prefix)
         };
         if !v.is_empty() {
             return Err(invalid(&v));
@@ -455,11 +464,8 @@ impl pb::supply_server::Supply for Records {
         let req = req.into_inner();
         let mut v = Violations::new();
         let filter = ListFilter {
-            origins: origins(&mut v, req.origins),
-            countries: countries(&mut v, req.countries),
-            isco_prefix: isco_prefix(&mut v, req.isco_prefix),
             period: req.period,
-            ..Default::default()
+            ..common_filter(&mut v, req.origins, req.countries, req.isco_prefix)
         };
         if !v.is_empty() {
             return Err(invalid(&v));

@@ -24,10 +24,18 @@ pub enum CodecError {
 
 /// Canonical bytes of a record's content (revision and change time zeroed).
 pub fn encode_content(record: &Record) -> Vec<u8> {
-    let mut r = record.clone();
-    r.set_version(0, 0);
+    // puts arrive with the version already cleared: copy only when it is not
+    let cleared;
+    let r = if record.revision() == 0 && record.updated_at_micros() == 0 {
+        record
+    } else {
+        let mut c = record.clone();
+        c.set_version(0, 0);
+        cleared = c;
+        &cleared
+    };
     let mut out = vec![CONTENT_FORMAT];
-    let body = match &r {
+    let body = match r {
         Record::Vacancy(v) => postcard::to_stdvec(v),
         Record::Shortage(s) => postcard::to_stdvec(s),
         Record::Supply(c) => postcard::to_stdvec(c),
