@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use passerelle_model::AgencyId;
 use passerelle_pki::{Identity, Role};
 use tonic::Status;
 
 use crate::admin::PeerControls;
+use crate::limits::{Limited, PeerLimits};
 
 /// What the TLS layer learnt about the caller; tonic puts it in every request's extensions.
 #[derive(Debug, Clone)]
@@ -123,20 +125,32 @@ impl Policy {
         }
     }
 
+    /// Whether `agency` is this node's own.
+    pub fn is_own(&self, agency: &AgencyId) -> bool {
+        *agency == self.own
+    }
+
     fn partner_analyst(&self, agency: &AgencyId) -> bool {
         self.partner_analysts.read().expect("lock").contains(agency)
     }
 }
 
-/// Tower layer that refuses calls the caller's identity may not make.
+/// Tower layer that refuses calls the caller's identity may not make, holds partners to their
+/// limits, and puts a deadline on every call that is not a client stream.
 #[derive(Clone)]
 pub struct AuthzLayer {
     policy: Arc<Policy>,
+    limits: Arc<PeerLimits>,
+    deadline: Duration,
 }
 
 impl AuthzLayer {
-    pub fn new(policy: Arc<Policy>) -> Self {
-        AuthzLayer { policy }
+    pub fn new(policy: Arc<Policy>, limits: Arc<PeerLimits>, deadline: Duration) -> Self {
+        AuthzLayer {
+            policy,
+            limits,
+            deadline,
+        }
     }
 }
 
@@ -146,6 +160,8 @@ impl<S> tower::Layer<S> for AuthzLayer {
         Authz {
             inner,
             policy: self.policy.clone(),
+            limits: self.limits.clone(),
+            deadline: self.deadline,
         }
     }
 }
@@ -154,6 +170,13 @@ impl<S> tower::Layer<S> for AuthzLayer {
 pub struct Authz<S> {
     inner: S,
     policy: Arc<Policy>,
+    limits: Arc<PeerLimits>,
+    deadline: Duration,
+}
+
+/// Client-streaming calls (Import) last as long as the client sends: no deadline on those.
+fn has_deadline(path: &str) -> bool {
+    !path.ends_with("/Import")
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -177,26 +200,64 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let access = classify(req.uri().path());
+        let mut partner = None;
         let verdict = match req.extensions().get::<PeerInfo>() {
             None => Err(Status::unauthenticated("no client certificate identity")),
-            Some(peer) => self.policy.check(&peer.identity, access).map_err(|why| {
-                tracing::warn!(
-                    caller = %peer.identity.uri(),
-                    remote = %peer.remote,
-                    path = req.uri().path(),
-                    "call refused"
-                );
-                Status::permission_denied(why)
-            }),
+            Some(peer) => self
+                .policy
+                .check(&peer.identity, access)
+                .map_err(|why| {
+                    tracing::warn!(
+                        caller = %peer.identity.uri(),
+                        remote = %peer.remote,
+                        path = req.uri().path(),
+                        "call refused"
+                    );
+                    Status::permission_denied(why)
+                })
+                .and_then(|()| {
+                    let agency = &peer.identity.agency;
+                    if self.policy.is_own(agency) {
+                        return Ok(());
+                    }
+                    partner = Some(agency.clone());
+                    self.limits.admit_call(agency).inspect_err(|_| {
+                        tracing::warn!(
+                            caller = %peer.identity.uri(),
+                            remote = %peer.remote,
+                            path = req.uri().path(),
+                            "call refused: rate limit"
+                        );
+                    })
+                }),
         };
         match verdict {
             Ok(()) => {
+                let deadline = has_deadline(req.uri().path()).then_some(self.deadline);
+                let path = req.uri().path().to_owned();
+                let limits = self.limits.clone();
                 // the clone that was polled ready must serve this call
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let call = inner.call(req);
                 Box::pin(async move {
-                    let mut response = call.await?;
+                    let mut response = match deadline {
+                        None => call.await?,
+                        Some(d) => match tokio::time::timeout(d, call).await {
+                            Ok(r) => r?,
+                            Err(_) => {
+                                tracing::warn!(%path, deadline_secs = d.as_secs_f64(), "call ran past its deadline");
+                                if let Some(agency) = &partner {
+                                    limits.count(agency, Limited::Deadline);
+                                }
+                                let late = Status::deadline_exceeded(format!(
+                                    "{path} ran past this node's deadline of {} s",
+                                    d.as_secs_f64()
+                                ));
+                                return Ok(late.into_http());
+                            }
+                        },
+                    };
                     oversize_is_resource_exhausted(&mut response);
                     Ok(response)
                 })
@@ -320,5 +381,68 @@ mod tests {
             .unblock(&store, &"be.vdab".parse().unwrap())
             .unwrap();
         assert!(p.check(&node, pull).is_ok());
+    }
+
+    fn status_of(r: &http::Response<tonic::body::Body>) -> Option<String> {
+        r.headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_deadline_ends_with_deadline_exceeded_but_an_import_goes_on() {
+        use tower::{Layer, Service, ServiceExt};
+        let policy = Arc::new(Policy::new(
+            "tg.anpe".parse().unwrap(),
+            ["be.vdab".parse().unwrap()],
+            [],
+        ));
+        let limits = PeerLimits::new(100, 4);
+        let layer = AuthzLayer::new(policy, limits.clone(), Duration::from_millis(50));
+        let slow = tower::service_fn(|_req: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        let mut svc = layer.layer(slow);
+        let call = |path: &str, who: &str| {
+            let mut req = http::Request::builder().uri(path).body(()).unwrap();
+            req.extensions_mut().insert(PeerInfo {
+                identity: Arc::new(id(who)),
+                remote: "127.0.0.1:1".parse().unwrap(),
+            });
+            req
+        };
+        let operator = "urn:passerelle:tg.anpe:operator:ops";
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(call("/passerelle.v1.Admin/Status", operator))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&r).as_deref(), Some("4"), "DEADLINE_EXCEEDED");
+        let publisher = "urn:passerelle:tg.anpe:publisher:p";
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(call("/passerelle.v1.Vacancies/Import", publisher))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&r), None, "an import is not cut");
+        // a partner's late call is counted against it
+        let partner = "urn:passerelle:be.vdab:node:n1";
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(call("/passerelle.v1.Federation/Hello", partner))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&r).as_deref(), Some("4"));
+        assert_eq!(
+            limits.refused()[&("be.vdab".parse().unwrap(), Limited::Deadline)],
+            1
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod limits;
 pub mod metrics;
 pub mod reload;
 pub mod server;

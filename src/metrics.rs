@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tonic::Code;
 
 use crate::federation::peer::{PeerState, PeerStates};
+use crate::limits::PeerLimits;
 use crate::reload::Certificates;
 
 /// Every refusal reason, so each series exists (at 0) before the first refusal.
@@ -82,7 +83,12 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// A registry reading `node`, `peers` and `certs` at each scrape.
-    pub fn new(node: Arc<Node>, peers: Arc<PeerStates>, certs: Arc<Certificates>) -> Metrics {
+    pub fn new(
+        node: Arc<Node>,
+        peers: Arc<PeerStates>,
+        certs: Arc<Certificates>,
+        limits: Arc<PeerLimits>,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("passerelle");
         let started = Family::<MethodLabels, Counter>::default();
         let handled = Family::<RpcLabels, Counter>::default();
@@ -102,7 +108,12 @@ impl Metrics {
             "Time from a call's arrival to its response headers, by method and status code",
             latency.clone(),
         );
-        registry.register_collector(Box::new(NodeCollector { node, peers, certs }));
+        registry.register_collector(Box::new(NodeCollector {
+            node,
+            peers,
+            certs,
+            limits,
+        }));
         Metrics {
             registry,
             started,
@@ -181,6 +192,7 @@ struct NodeCollector {
     node: Arc<Node>,
     peers: Arc<PeerStates>,
     certs: Arc<Certificates>,
+    limits: Arc<PeerLimits>,
 }
 
 /// One series of a family whose values are known only at scrape time.
@@ -218,6 +230,33 @@ impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use prometheus_client::metrics::MetricType::{Counter as C, Gauge as G};
         let peers = self.peers.snapshot();
+        family(
+            &mut encoder,
+            "peer_limited",
+            "Calls of a partner agency refused by a limit (rate, streams, deadline)",
+            self.limits.refused().into_iter().map(|((agency, why), n)| {
+                (
+                    [
+                        ("peer", agency.to_string()),
+                        ("limit", why.label().to_owned()),
+                    ],
+                    ConstCounter::new(n),
+                )
+            }),
+            C,
+        )?;
+        family(
+            &mut encoder,
+            "peer_open_streams",
+            "Pull streams a partner agency holds open on this node",
+            self.limits.open_streams().into_iter().map(|(agency, n)| {
+                (
+                    [("peer", agency.to_string())],
+                    ConstGauge::new(i64::from(n)),
+                )
+            }),
+            G,
+        )?;
         family(
             &mut encoder,
             "peer_lag_records",

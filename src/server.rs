@@ -22,6 +22,7 @@ use crate::admin::{AdminService, PeerControls};
 use crate::authz::{AuthzLayer, PeerInfo, Policy};
 use crate::federation::peer::{spawn_peer_loops, PeerStates};
 use crate::federation::service::FederationService;
+use crate::limits::PeerLimits;
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::pb::v1 as pb;
 use crate::reload::{Material, Reloader, Swap};
@@ -158,10 +159,12 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         .with_context(|| format!("cannot listen for metrics on {}", cfg.metrics.listen))?;
     let metrics_addr = metrics_listener.local_addr()?;
     let peers = Arc::new(PeerStates::default());
+    let limits = PeerLimits::from_config(&cfg.limits);
     let metrics = Arc::new(Metrics::new(
         node.clone(),
         peers.clone(),
         reloader.certs.clone(),
+        limits.clone(),
     ));
 
     let policy = Arc::new(
@@ -207,7 +210,11 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(MetricsLayer::new(metrics.clone()))
-        .layer(AuthzLayer::new(policy))
+        .layer(AuthzLayer::new(
+            policy,
+            limits.clone(),
+            Duration::from_secs(cfg.limits.call_timeout_secs),
+        ))
         .add_service(health)
         .add_service(reflection)
         .add_service(tuned!(pb::vacancies_server::VacanciesServer::new(
@@ -223,6 +230,7 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
         .add_service(tuned!(pb::federation_server::FederationServer::new(
             FederationService::new(node.clone(), &cfg, stop_rx.clone())
                 .with_controls(controls.clone())
+                .with_limits(limits.clone())
         )))
         .add_service(tuned!(pb::admin_server::AdminServer::new(
             AdminService::new(
@@ -307,7 +315,8 @@ async fn sweep(
 
 /// Accepts TCP connections and completes TLS handshakes concurrently, each within the timeout.
 /// Each handshake uses the configuration in force when the connection arrives (see reload).
-fn accept_loop(
+/// Public so that tests can stand up other gRPC servers (fake peers) behind the same TLS.
+pub fn accept_loop(
     listener: TcpListener,
     tls: Arc<Swap<rustls::ServerConfig>>,
     timeout: Duration,

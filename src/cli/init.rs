@@ -209,6 +209,16 @@ listen = "{metrics}"
 max_message_bytes = 4194304
 # Concurrent HTTP/2 streams per connection.
 max_concurrent_streams = 64
+# Open Pull streams one partner agency may hold at once.
+max_streams_per_peer = 4
+# Calls per second one partner agency may make (bursts of twice as many pass).
+peer_calls_per_second = 20
+# Most records accepted in one batch from a peer.
+max_batch_records = 5000
+# Deadline of every call that is not a stream, seconds.
+call_timeout_secs = 30
+# A pull stream silent this long (heartbeats included) is dropped and reconnected, seconds.
+pull_idle_timeout_secs = 90
 
 [access]
 # Partner agencies whose analysts may query this node.

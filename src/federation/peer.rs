@@ -160,6 +160,32 @@ fn jitter_seed() -> u64 {
     (t.subsec_nanos() as u64).wrapping_mul(2_654_435_761)
 }
 
+/// What this node accepts from a peer it pulls from, how long it waits (`[limits]`), and how
+/// it backs off after a failure (`[sync]`).
+#[derive(Debug, Clone, Copy)]
+struct SessionLimits {
+    backoff_min: Duration,
+    backoff_max: Duration,
+    max_message_bytes: usize,
+    max_batch_records: u32,
+    call_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl SessionLimits {
+    fn from_config(cfg: &NodeConfig) -> Self {
+        let l = &cfg.limits;
+        SessionLimits {
+            backoff_min: Duration::from_millis(cfg.sync.backoff_min_ms),
+            backoff_max: Duration::from_secs(cfg.sync.backoff_max_secs),
+            max_message_bytes: l.max_message_bytes,
+            max_batch_records: l.max_batch_records,
+            call_timeout: Duration::from_secs(l.call_timeout_secs),
+            idle_timeout: Duration::from_secs(l.pull_idle_timeout_secs),
+        }
+    }
+}
+
 enum SessionEnd {
     /// The peer closed the stream; reconnect at once.
     Closed,
@@ -194,10 +220,7 @@ pub fn spawn_peer_loops(
         handles.push(tokio::spawn(peer_loop(
             node.clone(),
             peer.clone(),
-            (
-                Duration::from_millis(cfg.sync.backoff_min_ms),
-                Duration::from_secs(cfg.sync.backoff_max_secs),
-            ),
+            SessionLimits::from_config(cfg),
             tls.clone(),
             states.clone(),
             controls.clone(),
@@ -210,13 +233,14 @@ pub fn spawn_peer_loops(
 async fn peer_loop(
     node: Arc<Node>,
     peer: PeerConfig,
-    (min, max): (Duration, Duration),
+    limits: SessionLimits,
     tls: Arc<crate::reload::Swap<crate::reload::PeerTls>>,
     states: Arc<PeerStates>,
     controls: Arc<PeerControls>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let endpoint = peer.endpoint.clone().unwrap_or_default();
+    let (min, max) = (limits.backoff_min, limits.backoff_max);
     let mut failures = 0u32;
     loop {
         if *shutdown.borrow() {
@@ -233,7 +257,7 @@ async fn peer_loop(
         };
         let session_started = SystemTime::now();
         let result = tokio::select! {
-            r = session(&node, &peer, &endpoint, &tls, &states, &controls) => r,
+            r = session(&node, &peer, &endpoint, &tls, limits, &states, &controls) => r,
             // a blocked peer is left at once (what was applied is durable with its cursor)
             _ = controls.until_blocked(&peer.agency) => continue,
             _ = shutdown.changed() => break,
@@ -324,24 +348,29 @@ async fn session(
     peer: &PeerConfig,
     endpoint: &str,
     tls: &Arc<rustls::ClientConfig>,
+    limits: SessionLimits,
     states: &PeerStates,
     controls: &PeerControls,
 ) -> Result<SessionEnd, String> {
     let mut operator = controls.subscribe();
-    let channel = crate::client::connect(endpoint, tls.clone())
+    let deadline = limits.call_timeout;
+    let late = |what: &str| format!("{what} timed out after {} s", deadline.as_secs_f64());
+    let channel = tokio::time::timeout(deadline, crate::client::connect(endpoint, tls.clone()))
         .await
+        .map_err(|_| late("connection"))?
         .map_err(|e| format!("{e:#}"))?;
     let mut client = FederationClient::new(channel)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(64 << 20);
-    let hello = client
-        .hello(pb::HelloRequest {
-            agency: node.agency().to_string(),
-            node_version: crate::NODE_VERSION.into(),
-            protocol_version: PROTOCOL_VERSION,
-        })
+        .max_decoding_message_size(limits.max_message_bytes);
+    let hello = client.hello(pb::HelloRequest {
+        agency: node.agency().to_string(),
+        node_version: crate::NODE_VERSION.into(),
+        protocol_version: PROTOCOL_VERSION,
+    });
+    let hello = tokio::time::timeout(deadline, hello)
         .await
+        .map_err(|_| late("hello"))?
         .map_err(|s| format!("hello refused: {}: {}", s.code(), s.message()))?
         .into_inner();
     if hello.agency != peer.agency.as_str() {
@@ -365,14 +394,16 @@ async fn session(
     // a pull from 0 is a snapshot: what it lacks of the peer's own records was purged there
     let mut snapshot: Option<std::collections::HashSet<String>> =
         (since == 0).then(Default::default);
-    let stream = client
-        .pull(pb::PullRequest {
-            since,
-            follow: true,
-            max_records: 0,
-            max_bytes: 0,
-        })
-        .await;
+    // ask for batches this node accepts; a peer that sends more is refused below
+    let pull = client.pull(pb::PullRequest {
+        since,
+        follow: true,
+        max_records: limits.max_batch_records,
+        max_bytes: u32::try_from(limits.max_message_bytes / 2).unwrap_or(u32::MAX),
+    });
+    let stream = tokio::time::timeout(deadline, pull)
+        .await
+        .map_err(|_| late("pull"))?;
     let mut stream = match stream {
         Ok(s) => s.into_inner(),
         Err(s) if s.code() == Code::FailedPrecondition => return Ok(SessionEnd::Resync),
@@ -380,9 +411,19 @@ async fn session(
     };
     // a reader task keeps several batches in flight while the previous one is applied
     let (tx, mut rx) = mpsc::channel::<Result<pb::PullBatch, tonic::Status>>(8);
+    let idle = limits.idle_timeout;
     let reader = tokio::spawn(async move {
         loop {
-            match stream.message().await {
+            // the peer sends a heartbeat when idle: silence means a stalled peer or link
+            let Ok(next) = tokio::time::timeout(idle, stream.message()).await else {
+                let silent = tonic::Status::deadline_exceeded(format!(
+                    "nothing received for {} s, not even a heartbeat",
+                    idle.as_secs_f64()
+                ));
+                let _ = tx.send(Err(silent)).await;
+                break;
+            };
+            match next {
                 Ok(Some(b)) => {
                     if tx.send(Ok(b)).await.is_err() {
                         break;
@@ -397,6 +438,7 @@ async fn session(
         }
     });
     let _abort_reader = AbortOnDrop(reader);
+    let mut applied_cursor = since;
     loop {
         let item = tokio::select! {
             item = rx.recv() => item,
@@ -410,6 +452,18 @@ async fn session(
             Err(s) if s.code() == Code::FailedPrecondition => return Ok(SessionEnd::Resync),
             Err(s) => return Err(format!("pull stream failed: {}: {}", s.code(), s.message())),
         };
+        if batch.records.len() > limits.max_batch_records as usize {
+            let sent = batch.records.len();
+            states.with(&peer.agency, |s| s.refused += sent as u64);
+            tracing::warn!(peer = %peer.agency, records = sent, limit = limits.max_batch_records, "oversize batch refused");
+            return Err(format!(
+                "the peer sent a batch of {sent} records, more than the {} this node accepts: nothing of it was applied",
+                limits.max_batch_records
+            ));
+        }
+        // a heartbeat (or an announcement that we are caught up) has nothing to write
+        let nothing = batch.records.is_empty() && batch.cursor == applied_cursor;
+        applied_cursor = batch.cursor;
         let records: Vec<_> = batch.records.into_iter().map(signed_in).collect();
         if let Some(seen) = snapshot.as_mut() {
             let own = format!("{}/", peer.agency);
@@ -426,12 +480,16 @@ async fn session(
             peer.refuse_origins.clone(),
             batch.cursor,
         );
-        let report = tokio::task::spawn_blocking(move || {
-            n.apply_from_peer(&agency, &refused_origins, records, cursor)
-        })
-        .await
-        .map_err(|e| format!("worker failed: {e}"))?
-        .map_err(|e| format!("cannot apply batch: {e}"))?;
+        let report = if nothing {
+            passerelle_node::ApplyReport::default()
+        } else {
+            tokio::task::spawn_blocking(move || {
+                n.apply_from_peer(&agency, &refused_origins, records, cursor)
+            })
+            .await
+            .map_err(|e| format!("worker failed: {e}"))?
+            .map_err(|e| format!("cannot apply batch: {e}"))?
+        };
         if report.refused_total() > 0 {
             tracing::warn!(
                 peer = %peer.agency,

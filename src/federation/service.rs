@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use super::{signed_out, PROTOCOL_VERSION};
 use crate::admin::PeerControls;
 use crate::authz::PeerInfo;
+use crate::limits::PeerLimits;
 use crate::pb::v1 as pb;
 
 pub struct FederationService {
@@ -22,6 +23,8 @@ pub struct FederationService {
     max_bytes: u32,
     stop: tokio::sync::watch::Receiver<bool>,
     controls: Arc<PeerControls>,
+    limits: Arc<PeerLimits>,
+    heartbeat: Duration,
 }
 
 impl FederationService {
@@ -43,7 +46,15 @@ impl FederationService {
             max_bytes: cfg.sync.batch_bytes,
             stop,
             controls: Arc::default(),
+            limits: PeerLimits::from_config(&cfg.limits),
+            heartbeat: Duration::from_secs(cfg.sync.heartbeat_secs),
         }
+    }
+
+    /// Counts open streams against these limits (shared with the router layer and metrics).
+    pub fn with_limits(mut self, limits: Arc<PeerLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Obeys these operator decisions: a blocked peer's open streams end at once.
@@ -94,6 +105,11 @@ impl pb::federation_server::Federation for FederationService {
             Status::permission_denied(format!("{peer} is not a peer of this node"))
         })?;
         let r = req.into_inner();
+        // held by the stream task until the stream ends
+        let permit = self.limits.open_stream(&peer).inspect_err(|_| {
+            tracing::warn!(%peer, "pull refused: too many open streams");
+        })?;
+        let heartbeat = self.heartbeat;
         let purged = self.node.store().purged_through_seq();
         if r.since > 0 && r.since < purged {
             return Err(Status::failed_precondition(format!(
@@ -169,16 +185,29 @@ impl pb::federation_server::Federation for FederationService {
                     if !r.follow {
                         break;
                     }
-                    tokio::select! {
-                        changed = head.changed() => if changed.is_err() { break },
+                    let quiet = tokio::select! {
+                        changed = head.changed() => if changed.is_err() { break } else { false },
                         _ = tx.closed() => break,
                         _ = stop.wait_for(|s| *s) => break,
+                        _ = tokio::time::sleep(heartbeat) => true,
+                    };
+                    if quiet {
+                        // nothing new: an empty batch tells the peer the stream is alive
+                        let beat = pb::PullBatch {
+                            records: Vec::new(),
+                            cursor,
+                            head_seq: node.store().head_seq().max(cursor),
+                        };
+                        if tx.send(Ok(beat)).await.is_err() {
+                            break;
+                        }
                     }
                 }
             }
             tracing::info!(%peer, cursor, "pull ended");
         };
         tokio::spawn(async move {
+            let _permit = permit;
             tokio::select! {
                 () = stream => {}
                 () = controls.until_blocked(&blocked) => {

@@ -121,6 +121,22 @@ pub struct LimitsConfig {
     /// Concurrent streams per connection.
     #[serde(default = "default_max_streams")]
     pub max_concurrent_streams: u32,
+    /// Open `Pull` streams one partner agency may hold at once, all its connections together.
+    #[serde(default = "default_streams_per_peer")]
+    pub max_streams_per_peer: u32,
+    /// Calls per second one partner agency may make (a burst of twice as many is let through).
+    #[serde(default = "default_peer_rate")]
+    pub peer_calls_per_second: u32,
+    /// Most records this node accepts in one batch from a peer.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_records: u32,
+    /// Deadline of every call that is not a stream, seconds (this node serving, and calling peers).
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_secs: u64,
+    /// A pull stream that brings nothing (not even the heartbeat a node sends every
+    /// `sync.heartbeat_secs`) for this long is dropped and reconnected, seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub pull_idle_timeout_secs: u64,
 }
 
 /// How this node pulls from its peers and keeps its log.
@@ -145,6 +161,10 @@ pub struct SyncConfig {
     /// Seconds between sweeps that expire own vacancies past `closes_on` and purge old tombstones.
     #[serde(default = "default_sweep")]
     pub sweep_interval_secs: u64,
+    /// A `follow` stream with nothing new sends an empty batch this often, seconds, so that the
+    /// peer can tell a quiet link from a dead one.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
 }
 
 fn default_retention() -> u64 {
@@ -175,6 +195,7 @@ impl Default for SyncConfig {
             batch_records: default_batch_records(),
             batch_bytes: default_batch_bytes(),
             sweep_interval_secs: default_sweep(),
+            heartbeat_secs: default_heartbeat(),
         }
     }
 }
@@ -256,6 +277,24 @@ fn default_max_message() -> usize {
 fn default_max_streams() -> u32 {
     64
 }
+fn default_streams_per_peer() -> u32 {
+    4
+}
+fn default_peer_rate() -> u32 {
+    20
+}
+fn default_max_batch() -> u32 {
+    5000
+}
+fn default_call_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    90
+}
+fn default_heartbeat() -> u64 {
+    20
+}
 fn default_share() -> Vec<Kind> {
     Kind::ALL.to_vec()
 }
@@ -310,6 +349,11 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_message_bytes: default_max_message(),
             max_concurrent_streams: default_max_streams(),
+            max_streams_per_peer: default_streams_per_peer(),
+            peer_calls_per_second: default_peer_rate(),
+            max_batch_records: default_max_batch(),
+            call_timeout_secs: default_call_timeout(),
+            pull_idle_timeout_secs: default_idle_timeout(),
         }
     }
 }
@@ -368,6 +412,36 @@ impl NodeConfig {
         }
         if cfg.tls.handshake_timeout_secs == 0 {
             return Err("tls.handshake_timeout_secs must be at least 1".into());
+        }
+        let l = &cfg.limits;
+        for (key, value) in [
+            (
+                "limits.max_streams_per_peer",
+                u64::from(l.max_streams_per_peer),
+            ),
+            (
+                "limits.peer_calls_per_second",
+                u64::from(l.peer_calls_per_second),
+            ),
+            ("limits.max_batch_records", u64::from(l.max_batch_records)),
+            ("limits.call_timeout_secs", l.call_timeout_secs),
+            ("sync.heartbeat_secs", cfg.sync.heartbeat_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if l.pull_idle_timeout_secs <= cfg.sync.heartbeat_secs {
+            return Err(format!(
+                "limits.pull_idle_timeout_secs ({}) must be longer than sync.heartbeat_secs ({})",
+                l.pull_idle_timeout_secs, cfg.sync.heartbeat_secs
+            ));
+        }
+        if cfg.sync.batch_records > l.max_batch_records {
+            return Err(format!(
+                "sync.batch_records ({}) must not exceed limits.max_batch_records ({})",
+                cfg.sync.batch_records, l.max_batch_records
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for p in &cfg.peers {
