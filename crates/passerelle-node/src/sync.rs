@@ -110,6 +110,21 @@ impl Refusal {
     }
 }
 
+/// The verdict on one delivered record.
+enum Delivered {
+    /// Our own record coming back through a loop.
+    Own,
+    Refused {
+        why: Refusal,
+        key: String,
+        detail: String,
+    },
+    Valid {
+        record: Record,
+        replica: Replica,
+    },
+}
+
 /// What applying one delivered batch did.
 #[derive(Debug, Default, Clone)]
 pub struct ApplyReport {
@@ -217,6 +232,79 @@ impl Node {
         Ok(out)
     }
 
+    /// Everything that decides whether one delivered record may be stored, short of comparing
+    /// it with the stored version: origin, signature, payload, validation.
+    fn check_delivered(
+        &self,
+        trust: &passerelle_pki::TrustStore,
+        refused_origins: &[AgencyId],
+        peer: &AgencyId,
+        r: SignedRecord,
+    ) -> Delivered {
+        let refuse = |why: Refusal, detail: String| Delivered::Refused {
+            why,
+            key: r.key.clone(),
+            detail,
+        };
+        let key: RecordKey = match r.key.parse() {
+            Ok(k) => k,
+            Err(e) => return refuse(Refusal::BadKey, e.to_string()),
+        };
+        if key.origin == self.agency {
+            return Delivered::Own;
+        }
+        if refused_origins.contains(&key.origin) {
+            return refuse(Refusal::OriginNotAllowed, format!("from {peer}"));
+        }
+        if trust.get(&key.origin).is_none() {
+            return refuse(Refusal::UnknownOrigin, "not in the trust file".into());
+        }
+        let Some(public) = trust.signing_key(&key.origin, &r.key_id) else {
+            return refuse(Refusal::UnknownKey, format!("key id {}", r.key_id));
+        };
+        if !passerelle_pki::verify_signature(&public, &r.payload, &r.signature) {
+            return refuse(Refusal::BadSignature, format!("key id {}", r.key_id));
+        }
+        let payload = match decode_payload(&r.payload) {
+            Ok(p) => p,
+            Err(e) => return refuse(Refusal::BadPayload, e.to_string()),
+        };
+        if payload.key != key || payload.revision != r.revision || payload.revision == 0 {
+            return refuse(Refusal::Mismatch, "payload names another version".into());
+        }
+        // a signature proves who wrote it, not that it is well-formed: validate like a put
+        let valid = decode_content(key.kind, &payload.content)
+            .map_err(|e| e.to_string())
+            .and_then(|rec| {
+                if rec.id() != key.id || rec.origin() != key.origin.as_str() {
+                    return Err("content names another key".to_string());
+                }
+                let prefix = crate::request_prefix(key.kind);
+                rec.validate(prefix, &Rules::default())
+                    .map_err(|v| v.to_string())?;
+                Ok(rec)
+            });
+        let mut record = match valid {
+            Ok(rec) => rec,
+            Err(e) => return refuse(Refusal::Invalid, e),
+        };
+        record.set_version(payload.revision, payload.updated_at_micros);
+        Delivered::Valid {
+            record,
+            replica: Replica {
+                key,
+                revision: payload.revision,
+                updated_at_micros: payload.updated_at_micros,
+                content: payload.content,
+                seal: Seal {
+                    key_id: r.key_id,
+                    signature: r.signature,
+                }
+                .encode(),
+            },
+        }
+    }
+
     /// Verifies and applies a batch delivered by `peer`, and moves that peer's cursor to
     /// `cursor` in the same atomic write; flushes before returning.
     pub fn apply_from_peer(
@@ -230,110 +318,26 @@ impl Node {
         let mut report = ApplyReport::default();
         let mut replicas = Vec::with_capacity(records.len());
         let mut decoded = Vec::with_capacity(records.len());
-        let refuse = |report: &mut ApplyReport, why: Refusal, key: &str, detail: String| {
-            *report.refused.entry(why).or_default() += 1;
-            if report.examples.len() < 5 {
-                report
-                    .examples
-                    .push(format!("{key}: {} ({detail})", why.label()));
-            }
-        };
-        for r in records {
-            let key: RecordKey = match r.key.parse() {
-                Ok(k) => k,
-                Err(e) => {
-                    refuse(&mut report, Refusal::BadKey, &r.key, e.to_string());
-                    continue;
-                }
-            };
-            if key.origin == self.agency {
-                report.own += 1;
-                continue;
-            }
-            if refused_origins.contains(&key.origin) {
-                refuse(
-                    &mut report,
-                    Refusal::OriginNotAllowed,
-                    &r.key,
-                    format!("from {peer}"),
-                );
-                continue;
-            }
-            if trust.get(&key.origin).is_none() {
-                refuse(
-                    &mut report,
-                    Refusal::UnknownOrigin,
-                    &r.key,
-                    "not in the trust file".into(),
-                );
-                continue;
-            }
-            let Some(public) = trust.signing_key(&key.origin, &r.key_id) else {
-                refuse(
-                    &mut report,
-                    Refusal::UnknownKey,
-                    &r.key,
-                    format!("key id {}", r.key_id),
-                );
-                continue;
-            };
-            if !passerelle_pki::verify_signature(&public, &r.payload, &r.signature) {
-                refuse(
-                    &mut report,
-                    Refusal::BadSignature,
-                    &r.key,
-                    format!("key id {}", r.key_id),
-                );
-                continue;
-            }
-            let payload = match decode_payload(&r.payload) {
-                Ok(p) => p,
-                Err(e) => {
-                    refuse(&mut report, Refusal::BadPayload, &r.key, e.to_string());
-                    continue;
-                }
-            };
-            if payload.key != key || payload.revision != r.revision || payload.revision == 0 {
-                refuse(
-                    &mut report,
-                    Refusal::Mismatch,
-                    &r.key,
-                    "payload names another version".into(),
-                );
-                continue;
-            }
-            // a signature proves who wrote it, not that it is well-formed: validate like a put
-            let valid = decode_content(key.kind, &payload.content)
-                .map_err(|e| e.to_string())
-                .and_then(|rec| {
-                    if rec.id() != key.id || rec.origin() != key.origin.as_str() {
-                        return Err("content names another key".to_string());
+        // signature checks and validation are the CPU-bound part: over every core, in order
+        let verdicts = crate::par::map(records, |r| {
+            self.check_delivered(&trust, refused_origins, peer, r)
+        });
+        for verdict in verdicts {
+            match verdict {
+                Delivered::Own => report.own += 1,
+                Delivered::Refused { why, key, detail } => {
+                    *report.refused.entry(why).or_default() += 1;
+                    if report.examples.len() < 5 {
+                        report
+                            .examples
+                            .push(format!("{key}: {} ({detail})", why.label()));
                     }
-                    let prefix = crate::request_prefix(key.kind);
-                    rec.validate(prefix, &Rules::default())
-                        .map_err(|v| v.to_string())?;
-                    Ok(rec)
-                });
-            let mut record = match valid {
-                Ok(rec) => rec,
-                Err(e) => {
-                    refuse(&mut report, Refusal::Invalid, &r.key, e);
-                    continue;
                 }
-            };
-            record.set_version(payload.revision, payload.updated_at_micros);
-            decoded.push(record);
-            replicas.push(Replica {
-                key,
-                revision: payload.revision,
-                updated_at_micros: payload.updated_at_micros,
-                content: payload.content,
-                seal: Seal {
-                    key_id: r.key_id,
-                    signature: r.signature,
+                Delivered::Valid { record, replica } => {
+                    decoded.push(record);
+                    replicas.push(replica);
                 }
-                .encode(),
-            });
+            }
         }
         let keys: Vec<RecordKey> = replicas.iter().map(|r| r.key.clone()).collect();
         let guard = self.write.lock().expect("lock");
