@@ -119,10 +119,8 @@ enum Delivered {
         key: String,
         detail: String,
     },
-    Valid {
-        record: Record,
-        replica: Replica,
-    },
+    /// Boxed: a decoded record is much larger than a refusal.
+    Valid(Box<(Record, Replica)>),
 }
 
 /// What applying one delivered batch did.
@@ -289,9 +287,9 @@ impl Node {
             Err(e) => return refuse(Refusal::Invalid, e),
         };
         record.set_version(payload.revision, payload.updated_at_micros);
-        Delivered::Valid {
+        Delivered::Valid(Box::new((
             record,
-            replica: Replica {
+            Replica {
                 key,
                 revision: payload.revision,
                 updated_at_micros: payload.updated_at_micros,
@@ -302,7 +300,7 @@ impl Node {
                 }
                 .encode(),
             },
-        }
+        )))
     }
 
     /// Verifies and applies a batch delivered by `peer`, and moves that peer's cursor to
@@ -333,7 +331,8 @@ impl Node {
                             .push(format!("{key}: {} ({detail})", why.label()));
                     }
                 }
-                Delivered::Valid { record, replica } => {
+                Delivered::Valid(valid) => {
+                    let (record, replica) = *valid;
                     decoded.push(record);
                     replicas.push(replica);
                 }
