@@ -90,7 +90,7 @@ impl pb::federation_server::Federation for FederationService {
             agency: self.node.agency().to_string(),
             node_version: crate::NODE_VERSION.into(),
             protocol_version: PROTOCOL_VERSION,
-            head_seq: self.node.store().head_seq(),
+            head_seq: self.node.durable_head(),
         }))
     }
 
@@ -196,7 +196,7 @@ impl pb::federation_server::Federation for FederationService {
                         let beat = pb::PullBatch {
                             records: Vec::new(),
                             cursor,
-                            head_seq: node.store().head_seq().max(cursor),
+                            head_seq: node.durable_head().max(cursor),
                         };
                         if tx.send(Ok(beat)).await.is_err() {
                             break;

@@ -169,6 +169,9 @@ pub struct Node {
     signing: SigningKey,
     trust: RwLock<Arc<TrustStore>>,
     head: tokio::sync::watch::Sender<u64>,
+    /// The log head as of the last successful flush: peers are served entries up to it only,
+    /// so a crash never takes back an entry a peer already holds.
+    durable: AtomicU64,
     pub counters: Counters,
     analytics: Arc<passerelle_analytics::Analytics>,
     /// Orders store writes and index updates alike, so the index never sees versions out of
@@ -221,6 +224,9 @@ impl Node {
             "analytics index built"
         );
         let (head, _) = tokio::sync::watch::channel(store.head_seq());
+        // what was there at open is on disk (or was recovered from it)
+        store.flush()?;
+        let durable = AtomicU64::new(store.head_seq());
         Ok(Node {
             agency: cfg.agency.clone(),
             rules: Rules {
@@ -230,6 +236,7 @@ impl Node {
             signing,
             trust: RwLock::new(Arc::new(trust)),
             head,
+            durable,
             counters: Counters::default(),
             analytics,
             write: Mutex::new(()),
@@ -256,7 +263,20 @@ impl Node {
     }
 
     fn notify(&self) {
-        self.head.send_replace(self.store.head_seq());
+        self.head.send_replace(self.durable_head());
+    }
+
+    /// Flushes the store and publishes the head it covers as durable.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let head = self.store.head_seq();
+        self.store.flush()?;
+        self.durable.fetch_max(head, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The last sync-log position known to be on disk: what peers may be served.
+    pub fn durable_head(&self) -> u64 {
+        self.durable.load(Ordering::SeqCst)
     }
 
     pub fn signing_key_id(&self) -> String {
@@ -339,7 +359,7 @@ impl Node {
         }
         drop(guard);
         if result.changed {
-            self.store.flush()?;
+            self.flush()?;
             self.notify();
         }
         Ok(result)
@@ -399,7 +419,7 @@ impl Node {
             }
             drop(guard);
             if any_written {
-                let flushed = self.store.flush();
+                let flushed = self.flush();
                 self.notify();
                 if let Err(e) = flushed {
                     // the batch is applied but not known durable: report every write as failed

@@ -1,11 +1,12 @@
 //! Federation in the node core: signing own versions, serving the sync log to peers under their
-//! outbound policy, and verifying and applying what peers deliver.
+//! outbound policy, verifying and applying what peers deliver, and the snapshot pulls that drop
+//! what a peer purged.
 //!
 //! Nothing a peer sends reaches the store before its origin's signature has
 //! been verified against the trust file, its payload decoded, and its
 //! content validated like a local put.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use passerelle_model::codec::decode_content;
 use passerelle_model::envelope::{decode_payload, encode_payload, Seal};
@@ -141,6 +142,54 @@ impl ApplyReport {
     }
 }
 
+/// Where a snapshot pull from a peer in progress is marked in the store's metadata map: the
+/// marker is set before the cursor goes back to 0 and cleared once the snapshot's stale copies
+/// are dropped, so it outlives a restart in between.
+const SNAPSHOT_PREFIX: &str = "snapshot/";
+/// Format byte of a snapshot marker (nothing follows it yet).
+const SNAPSHOT_FORMAT_V1: u8 = 1;
+
+fn snapshot_marker(peer: &AgencyId) -> String {
+    format!("{SNAPSHOT_PREFIX}{peer}")
+}
+
+/// A snapshot pull (a pull from 0) from one peer on its way: the keys of the peer's own records
+/// it has delivered so far. The peer loop keeps it across sessions, so that a snapshot cut in
+/// its middle resumes from its cursor and still drops what the peer purged once it reaches the
+/// head; it lives in memory only (a restart starts the snapshot over, see [`Node::pull_start`]).
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    seen: HashSet<String>,
+}
+
+/// Where a pull from a peer starts ([`Node::pull_start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullStart {
+    pub since: u64,
+    /// The pull is a new snapshot (from 0): the caller starts a new [`Snapshot`] and drops
+    /// the one it held, if any.
+    pub new_snapshot: bool,
+}
+
+impl Snapshot {
+    /// Notes the records of a delivered batch that are `origin`'s own; relayed ones are not
+    /// `origin`'s to drop. Call it before applying the batch: what is applied is then noted.
+    pub fn note(&mut self, origin: &AgencyId, records: &[SignedRecord]) {
+        let own = format!("{origin}/");
+        self.seen.extend(
+            records
+                .iter()
+                .filter(|r| r.key.starts_with(&own))
+                .map(|r| r.key.clone()),
+        );
+    }
+
+    /// The keys of `origin`'s own records delivered so far.
+    pub fn seen(&self) -> &HashSet<String> {
+        &self.seen
+    }
+}
+
 impl Node {
     /// The seal of an own version: the node's Ed25519 signature over the payload.
     pub(crate) fn seal(
@@ -181,7 +230,9 @@ impl Node {
         max_bytes: usize,
         policy: &OutboundPolicy,
     ) -> Result<OutBatch, NodeError> {
-        let head_seq = self.store.head_seq();
+        // only what is on disk: an entry served before its flush could be lost by a crash here
+        // after the peer stored it, and its seq reused for another version
+        let head_seq = self.durable_head();
         let mut out = OutBatch {
             records: Vec::new(),
             cursor: since,
@@ -193,7 +244,13 @@ impl Node {
         let entries = self.store.log_since(since, read_limit)?;
         let read = entries.len();
         let mut cut_short = false;
+        let mut past_durable = false;
         for e in entries {
+            if e.seq > head_seq {
+                // every entry up to the durable head was read (sent or filtered)
+                past_durable = true;
+                break;
+            }
             if out.records.len() >= max_records || bytes >= max_bytes {
                 cut_short = true;
                 break;
@@ -222,7 +279,7 @@ impl Node {
             bytes += signed.payload.len() + signed.signature.len() + signed.key.len() + 16;
             out.records.push(signed);
         }
-        if !cut_short && read < read_limit {
+        if past_durable || (!cut_short && read < read_limit) {
             // the end of the log: purged entries may leave nothing at the head's seq, so move
             // the cursor to the head itself (every entry up to it was committed before we read)
             out.cursor = out.cursor.max(head_seq);
@@ -353,7 +410,7 @@ impl Node {
             }
         }
         drop(guard);
-        self.store.flush()?;
+        self.flush()?;
         if report.applied > 0 {
             self.notify();
         }
@@ -363,11 +420,7 @@ impl Node {
 
     /// After a complete snapshot from `origin`'s own node, drops the copies of its records the
     /// snapshot did not contain (purged at the origin while we were away); returns how many.
-    pub fn drop_unseen(
-        &self,
-        origin: &AgencyId,
-        seen: &std::collections::HashSet<String>,
-    ) -> Result<u64, NodeError> {
+    pub fn drop_unseen(&self, origin: &AgencyId, seen: &HashSet<String>) -> Result<u64, NodeError> {
         let mut gone = Vec::new();
         for kind in Kind::ALL {
             let mut after: Option<RecordKey> = None;
@@ -390,9 +443,63 @@ impl Node {
             return Ok(0);
         }
         let n = self.purge_versions(&gone)?;
-        self.store.flush()?;
+        self.flush()?;
         self.notify();
         Ok(n)
+    }
+
+    /// Starts a snapshot pull from `peer` over: marks it in progress, then sets the cursor back
+    /// to 0 (in that order, so a cursor at 0 after a crash always comes with its marker), and
+    /// flushes. For a resync below the peer's purge horizon and an operator's sync from the start.
+    pub fn restart_snapshot(&self, peer: &AgencyId) -> Result<(), NodeError> {
+        self.store
+            .meta_put(&snapshot_marker(peer), &[SNAPSHOT_FORMAT_V1])?;
+        self.store.set_cursor(peer.as_str(), 0)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Where the next pull from `peer` starts; `snapshot_held` tells whether the caller holds
+    /// a [`Snapshot`] of `peer` under way (kept across sessions). A pull from 0 is a new
+    /// snapshot, and is marked. A snapshot marked in the store but not held was cut by a
+    /// restart: the keys it had delivered are lost, so it starts over from 0. Otherwise the
+    /// pull, and the snapshot held if any, resumes from the cursor.
+    pub fn pull_start(&self, peer: &AgencyId, snapshot_held: bool) -> Result<PullStart, NodeError> {
+        let since = self.store.cursor(peer.as_str())?.unwrap_or(0);
+        let marked = self.snapshot_pending(peer)?;
+        if since == 0 {
+            if !marked {
+                self.store
+                    .meta_put(&snapshot_marker(peer), &[SNAPSHOT_FORMAT_V1])?;
+                self.store.flush()?;
+            }
+        } else if marked && !snapshot_held {
+            self.restart_snapshot(peer)?;
+        } else {
+            return Ok(PullStart {
+                since,
+                new_snapshot: false,
+            });
+        }
+        Ok(PullStart {
+            since: 0,
+            new_snapshot: true,
+        })
+    }
+
+    /// Whether a snapshot pull from `peer` is marked in progress.
+    pub fn snapshot_pending(&self, peer: &AgencyId) -> Result<bool, NodeError> {
+        Ok(self.store.meta_get(&snapshot_marker(peer))?.is_some())
+    }
+
+    /// Ends a snapshot pull from `peer` that reached the peer's head: drops the copies of its
+    /// records the snapshot did not deliver ([`Node::drop_unseen`]), then clears the marker.
+    /// Returns how many records were dropped. On an error the snapshot can be finished again.
+    pub fn finish_snapshot(&self, peer: &AgencyId, snapshot: &Snapshot) -> Result<u64, NodeError> {
+        let dropped = self.drop_unseen(peer, &snapshot.seen)?;
+        self.store.meta_delete(&snapshot_marker(peer))?;
+        self.store.flush()?;
+        Ok(dropped)
     }
 
     /// Purges records still at the given revisions and drops them from the analytics index.
@@ -463,7 +570,7 @@ impl Node {
         }
         // only if still at the revision seen: a newer version may have arrived meanwhile
         let n = self.purge_versions(&old)?;
-        self.store.flush()?;
+        self.flush()?;
         Ok(n)
     }
 }
