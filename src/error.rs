@@ -2,6 +2,7 @@
 
 use passerelle_model::Violations;
 use passerelle_node::NodeError;
+use passerelle_store::{DiskProblem, StoreError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -43,6 +44,15 @@ pub fn from_node(e: NodeError) -> Status {
             Status::data_loss(format!("stored record {key} does not decode"))
         }
         NodeError::Setup(e) => Status::failed_precondition(e),
+        // the store logs the failure once when it starts refusing writes: one log line
+        // per refused call would flood the log while the disk stays full
+        NodeError::Store(
+            e @ StoreError::Unwritable {
+                problem: DiskProblem::Full,
+                ..
+            },
+        ) => Status::resource_exhausted(e.to_string()),
+        NodeError::Store(e @ StoreError::Unwritable { .. }) => Status::unavailable(e.to_string()),
         NodeError::Store(e) => {
             tracing::error!(error = %e, "store error");
             Status::unavailable(format!("store unavailable: {e}"))

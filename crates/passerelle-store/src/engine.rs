@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::Result;
+pub use crate::sled_engine::{SledEngine, SledOptions, DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 
 /// An owned key and value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -184,91 +184,12 @@ pub fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// The key range of a scan, or `None` when it is empty. Both engines panic on
 /// reversed ranges, hence the explicit check.
-fn scan_bounds(prefix: &[u8], start: &[u8]) -> Option<(Vec<u8>, Bound<Vec<u8>>)> {
+pub(crate) fn scan_bounds(prefix: &[u8], start: &[u8]) -> Option<(Vec<u8>, Bound<Vec<u8>>)> {
     let from = if start < prefix { prefix } else { start };
     match prefix_upper_bound(prefix) {
         Some(end) if from >= end.as_slice() => None,
         Some(end) => Some((from.to_vec(), Bound::Excluded(end))),
         None => Some((from.to_vec(), Bound::Unbounded)),
-    }
-}
-
-/// sled 0.34 on one tree: a `sled::Batch` is only atomic within a single tree, so every
-/// key space of the store shares the default tree. A clone is another handle to the
-/// same database.
-#[derive(Clone)]
-pub struct SledEngine {
-    db: sled::Db,
-}
-
-impl SledEngine {
-    /// Opens or creates the database at `path`. Compression stays off: measured slower
-    /// and memory-hungry on this workload (see STYLE.md, Storage).
-    pub fn open(path: impl AsRef<Path>, cache_capacity_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path.as_ref())
-            .cache_capacity(cache_capacity_bytes)
-            .open()?;
-        Ok(SledEngine { db })
-    }
-}
-
-impl Engine for SledEngine {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
-    }
-
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<KeyValue>> {
-        let Some((from, end)) = scan_bounds(prefix, start) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::with_capacity(limit.min(DEFAULT_SCAN_CHUNK));
-        for item in self.db.range((Bound::Included(from), end)).take(limit) {
-            let (k, v) = item?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn last_with_prefix(&self, prefix: &[u8]) -> Result<Option<KeyValue>> {
-        match self.db.scan_prefix(prefix).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
-                Ok(Some((k.to_vec(), v.to_vec())))
-            }
-            None => Ok(None),
-        }
-    }
-
-    fn count_prefix(&self, prefix: &[u8]) -> Result<u64> {
-        // sled values are reference-counted, so iterating does not copy them.
-        let mut n = 0u64;
-        for item in self.db.scan_prefix(prefix).keys() {
-            item?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    fn apply(&self, batch: WriteBatch) -> Result<()> {
-        let mut b = sled::Batch::default();
-        for op in batch.into_ops() {
-            match op {
-                BatchOp::Put { key, value } => b.insert(key, value),
-                BatchOp::Delete { key } => b.remove(key),
-            }
-        }
-        self.db.apply_batch(b)?;
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The one error type of the store.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use passerelle_model::RecordKey;
@@ -26,6 +28,48 @@ pub enum StoreError {
     RevisionOverflow { key: RecordKey },
     #[error("the store is not empty ({keys} keys): a restore only goes into an empty store")]
     NotEmpty { keys: u64 },
+    /// The data folder cannot take writes (full, read-only, failing): this write was not
+    /// stored, and writes stay refused until the folder can take them again (no restart
+    /// needed; see `SledEngine`). Reads go on.
+    #[error("data folder {} {problem}: the store cannot write ({detail})", folder.display())]
+    Unwritable {
+        folder: PathBuf,
+        problem: DiskProblem,
+        detail: String,
+    },
+}
+
+/// Why a data folder cannot take writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskProblem {
+    /// No space left (or a quota reached).
+    Full,
+    /// A read-only file system, or no permission to write.
+    ReadOnly,
+    /// Any other input/output error.
+    Failing,
+}
+
+impl DiskProblem {
+    /// The problem an IO error stands for.
+    pub fn of(e: &std::io::Error) -> DiskProblem {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => DiskProblem::Full,
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => DiskProblem::ReadOnly,
+            _ => DiskProblem::Failing,
+        }
+    }
+}
+
+impl fmt::Display for DiskProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DiskProblem::Full => "is full",
+            DiskProblem::ReadOnly => "is read-only",
+            DiskProblem::Failing => "is failing",
+        })
+    }
 }
 
 impl From<sled::Error> for StoreError {
