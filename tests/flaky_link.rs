@@ -10,7 +10,7 @@
 //! 3. A silent outage (nothing passes, nothing is closed): the puller notices it through the
 //!    pull stream's idle timeout, keeps trying, and catches up once the path heals.
 //! 4. A resync from a snapshot (cursor behind the origin's purge horizon) cut in its middle
-//!    must still drop the records the origin purged (ignored: it finds a bug, see the test).
+//!    must still drop the records the origin purged.
 //!
 //! The proxy listens on 127.0.0.1 like the origin, so the puller's endpoint is the proxy's
 //! address and the origin's certificate (IP SAN 127.0.0.1) still verifies: server-name
@@ -570,11 +570,10 @@ async fn a_silent_outage_is_noticed_and_the_pull_resumes_when_the_path_heals() {
 
 // ---------------------------------------------------------------- 4. snapshot cut in the middle
 
-/// Fails today: the set of keys a snapshot has delivered lives in one session
-/// (src/federation/peer.rs, `snapshot` in `session`), so a snapshot cut before it reaches the
-/// head is finished by a session from the advanced cursor that never calls `drop_unseen`.
+/// The set of keys a snapshot has delivered must outlive the session cut in its middle
+/// (src/federation/peer.rs keeps it in the peer loop), so that the session that reaches the
+/// head from the advanced cursor still calls `drop_unseen`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a resync snapshot interrupted by a cut never drops the records the origin purged (ghost OPEN vacancies)"]
 async fn a_resync_snapshot_cut_in_the_middle_still_drops_what_the_origin_purged() {
     const FIRST: usize = 20;
     const LATER: usize = 1_500;

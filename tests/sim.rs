@@ -16,8 +16,9 @@
 //! src/federation/service.rs (one `pull_batch` per turn, the announce of the first
 //! caught-up batch, waiting for the head to move) and the peer loop on
 //! src/federation/peer.rs (start from the persisted cursor, FAILED_PRECONDITION below the
-//! purge horizon resets it to 0, `apply_from_peer` per batch in order, `drop_unseen` at the
-//! end of a pull from 0, backoff on errors, an operator's sync from the start).
+//! purge horizon resets it to 0, `apply_from_peer` per batch in order, a snapshot (a pull from
+//! 0) kept across sessions and finished with `drop_unseen` once caught up, started over after
+//! a crash, backoff on errors, an operator's sync from the start).
 //!
 //! The ignored tests at the end are product bugs the simulation found, each with the seed
 //! or the scripted scenario that shows it; they pass once the bug is fixed.
@@ -301,9 +302,6 @@ fn a_reposted_id_reaches_peers_after_its_tombstone_was_purged() {
 }
 
 #[test]
-#[ignore = "bug: a snapshot resync interrupted after its cursor passed the purge horizon \
-            resumes as an incremental pull (src/federation/peer.rs session: the snapshot set \
-            lives only in memory), so drop_unseen never runs and the stale copy stays OPEN"]
 fn an_interrupted_snapshot_still_drops_copies_purged_at_the_origin() {
     let fed = Federation::build(Shape::Mesh { relay: false });
     let n = Nodes::open(&fed);
@@ -336,6 +334,74 @@ fn an_interrupted_snapshot_still_drops_copies_purged_at_the_origin() {
         stale.is_none_or(|(_, status)| status.is_tombstone()),
         "ANPE still shows V-1 as {stale:?}; be.vdab withdrew it"
     );
+}
+
+#[test]
+fn a_snapshot_cut_by_a_restart_starts_over_and_still_drops_copies_purged_at_the_origin() {
+    let fed = Federation::build(Shape::Mesh { relay: false });
+    let mut n = Nodes::open(&fed);
+    let (vdab, anpe) = (0, 1);
+    put_vacancy(&n, vdab, "V-1", 1);
+    assert_eq!(
+        n.sync(anpe, vdab, 1000, 2).expect("sync").last(),
+        Some(&End::Live)
+    );
+    n.nodes[vdab].withdraw("V-1", None).expect("withdraw");
+    put_vacancy(&n, vdab, "V-2", 2);
+    put_vacancy(&n, vdab, "V-3", 3);
+    assert_eq!(
+        n.nodes[vdab].purge_tombstones(0, i64::MAX).expect("purge"),
+        1
+    );
+    assert_eq!(
+        n.session(anpe, vdab, 1, usize::MAX).expect("pull"),
+        End::Resync
+    );
+    assert_eq!(n.session(anpe, vdab, 1, 1).expect("pull"), End::Interrupted);
+    let vdab_id = n.agency(vdab);
+    let cursor = n.nodes[anpe].store().cursor("be.vdab").unwrap();
+    assert!(
+        cursor > Some(0),
+        "the snapshot's first batch moved the cursor"
+    );
+    assert!(n.nodes[anpe].snapshot_pending(&vdab_id).unwrap());
+    // ANPE restarts in the middle of the snapshot: the keys it had delivered are forgotten
+    n.restart(anpe);
+    assert!(
+        n.nodes[anpe].snapshot_pending(&vdab_id).unwrap(),
+        "the marker is durable"
+    );
+    assert_eq!(n.sync(anpe, vdab, 1000, 3).expect("sync"), vec![End::Live]);
+    let ignored = n.nodes[anpe]
+        .counters
+        .ignored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        ignored, 1,
+        "the snapshot starts over from 0 (V-2 delivered again), not from cursor {cursor:?}"
+    );
+    let stale = held(&n, anpe, vdab, "V-1");
+    assert!(
+        stale.is_none_or(|(_, status)| status.is_tombstone()),
+        "ANPE still shows V-1 as {stale:?}; be.vdab withdrew it"
+    );
+    assert!(!n.nodes[anpe].snapshot_pending(&vdab_id).unwrap());
+    assert_eq!(
+        n.nodes[anpe].store().digest().unwrap(),
+        n.nodes[vdab].store().digest().unwrap()
+    );
+    // once finished, a pull resumes from the cursor, without a new snapshot
+    put_vacancy(&n, vdab, "V-4", 4);
+    n.restart(anpe);
+    assert_eq!(n.sync(anpe, vdab, 1000, 1).expect("sync"), vec![End::Live]);
+    assert_eq!(
+        n.nodes[anpe]
+            .counters
+            .ignored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(held(&n, anpe, vdab, "V-4").map(|h| h.0), Some(1));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use passerelle_model::AgencyId;
+use passerelle_node::sync::Snapshot;
 use passerelle_node::{Node, NodeConfig, PeerConfig};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -242,6 +243,10 @@ async fn peer_loop(
     let endpoint = peer.endpoint.clone().unwrap_or_default();
     let (min, max) = (limits.backoff_min, limits.backoff_max);
     let mut failures = 0u32;
+    // a snapshot outlives the session that started it: a cut, a reset, an idle timeout or an
+    // operator's sync-now resumes it from its cursor, and its end still drops what the peer
+    // purged (a restart loses it, and `Node::pull_start` then starts it over)
+    let mut snapshot: Option<Snapshot> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -257,7 +262,7 @@ async fn peer_loop(
         };
         let session_started = SystemTime::now();
         let result = tokio::select! {
-            r = session(&node, &peer, &endpoint, &tls, limits, &states, &controls) => r,
+            r = session(&node, &peer, &endpoint, &tls, limits, &states, &controls, &mut snapshot) => r,
             // a blocked peer is left at once (what was applied is durable with its cursor)
             _ = controls.until_blocked(&peer.agency) => continue,
             _ = shutdown.changed() => break,
@@ -269,11 +274,27 @@ async fn peer_loop(
             }
             Ok(SessionEnd::Resync) => {
                 tracing::warn!(peer = %peer.agency, "cursor older than the peer's retention horizon: resyncing from a snapshot");
-                let n = node.clone();
-                let a = peer.agency.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || n.store().set_cursor(a.as_str(), 0)).await;
-                Duration::ZERO
+                let (n, a) = (node.clone(), peer.agency.clone());
+                let reset = match tokio::task::spawn_blocking(move || n.restart_snapshot(&a)).await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("worker failed: {e}")),
+                };
+                match reset {
+                    Ok(()) => Duration::ZERO,
+                    Err(e) => {
+                        // else the next pull is refused again at once, and again
+                        failures += 1;
+                        let state = if failures >= 3 {
+                            PeerState::Failing
+                        } else {
+                            PeerState::BackingOff
+                        };
+                        let error = format!("cannot reset the cursor: {e}");
+                        states.set_state(&peer.agency, state, Some(error));
+                        backoff(failures, min, max, jitter_seed())
+                    }
+                }
             }
             Ok(SessionEnd::Interrupted) => Duration::ZERO,
             Err(e) => {
@@ -303,8 +324,8 @@ async fn peer_loop(
 }
 
 /// Applies an operator's decisions before connecting: waits while the peer is blocked, and
-/// takes a pending sync-now request (setting the cursor back to 0 for one from the start; the
-/// previous session has ended, so no batch in flight can move it again). Returns whether the
+/// takes a pending sync-now request (starting a snapshot over from 0 for one from the start; the
+/// previous session has ended, so no batch in flight can move the cursor again). Returns whether the
 /// loop starts afresh (failures forgotten), or None on shutdown.
 async fn operator_decisions(
     node: &Arc<Node>,
@@ -330,7 +351,7 @@ async fn operator_decisions(
         let mut cursor = None;
         if request.from_start {
             let (n, a) = (node.clone(), agency.clone());
-            match tokio::task::spawn_blocking(move || n.store().set_cursor(a.as_str(), 0)).await {
+            match tokio::task::spawn_blocking(move || n.restart_snapshot(&a)).await {
                 Ok(Ok(())) => cursor = Some(0),
                 Ok(Err(e)) => tracing::warn!(peer = %agency, error = %e, "cannot reset the cursor"),
                 Err(e) => tracing::warn!(peer = %agency, error = %e, "cannot reset the cursor"),
@@ -342,7 +363,9 @@ async fn operator_decisions(
     Some(fresh)
 }
 
-/// One connection: Hello, then Pull with `follow`, applying batches as they arrive.
+/// One connection: Hello, then Pull with `follow`, applying batches as they arrive; `snapshot`
+/// is the snapshot pull under way, if any, which this session starts, continues or finishes.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     node: &Arc<Node>,
     peer: &PeerConfig,
@@ -351,6 +374,7 @@ async fn session(
     limits: SessionLimits,
     states: &PeerStates,
     controls: &PeerControls,
+    snapshot: &mut Option<Snapshot>,
 ) -> Result<SessionEnd, String> {
     let mut operator = controls.subscribe();
     let deadline = limits.call_timeout;
@@ -386,14 +410,16 @@ async fn session(
         ));
     }
     states.set_state(&peer.agency, PeerState::Syncing, None);
-    let since = node
-        .store()
-        .cursor(peer.agency.as_str())
-        .map_err(|e| e.to_string())?
-        .unwrap_or(0);
     // a pull from 0 is a snapshot: what it lacks of the peer's own records was purged there
-    let mut snapshot: Option<std::collections::HashSet<String>> =
-        (since == 0).then(Default::default);
+    let (n, a, held) = (node.clone(), peer.agency.clone(), snapshot.is_some());
+    let start = tokio::task::spawn_blocking(move || n.pull_start(&a, held))
+        .await
+        .map_err(|e| format!("worker failed: {e}"))?
+        .map_err(|e| format!("cannot start the pull: {e}"))?;
+    if start.new_snapshot {
+        *snapshot = Some(Snapshot::default());
+    }
+    let since = start.since;
     // ask for batches this node accepts; a peer that sends more is refused below
     let pull = client.pull(pb::PullRequest {
         since,
@@ -465,14 +491,8 @@ async fn session(
         let nothing = batch.records.is_empty() && batch.cursor == applied_cursor;
         applied_cursor = batch.cursor;
         let records: Vec<_> = batch.records.into_iter().map(signed_in).collect();
-        if let Some(seen) = snapshot.as_mut() {
-            let own = format!("{}/", peer.agency);
-            seen.extend(
-                records
-                    .iter()
-                    .filter(|r| r.key.starts_with(&own))
-                    .map(|r| r.key.clone()),
-            );
+        if let Some(s) = snapshot.as_mut() {
+            s.note(&peer.agency, &records);
         }
         let (n, agency, refused_origins, cursor) = (
             node.clone(),
@@ -500,12 +520,14 @@ async fn session(
         }
         let live = batch.cursor >= batch.head_seq;
         if live {
-            if let Some(seen) = snapshot.take() {
+            // kept until it is finished: after a failure (or a block) the next session finishes it
+            if let Some(s) = snapshot.clone() {
                 let (n, origin) = (node.clone(), peer.agency.clone());
-                let dropped = tokio::task::spawn_blocking(move || n.drop_unseen(&origin, &seen))
+                let dropped = tokio::task::spawn_blocking(move || n.finish_snapshot(&origin, &s))
                     .await
                     .map_err(|e| format!("worker failed: {e}"))?
                     .map_err(|e| format!("cannot drop purged records: {e}"))?;
+                *snapshot = None;
                 if dropped > 0 {
                     tracing::info!(peer = %peer.agency, dropped, "snapshot complete: dropped records the origin purged");
                 }

@@ -177,6 +177,22 @@ impl World<'_> {
             self.check_origin_acks(i)?;
             self.check_counter(i)?;
         }
+        for l in 0..self.links.len() {
+            let (p, server) = (
+                self.links[l].puller,
+                &self.nodes[self.links[l].server].agency,
+            );
+            let marked = self
+                .node(p)
+                .snapshot_pending(server)
+                .map_err(err("snapshot_pending"))?;
+            if marked || self.links[l].snapshot.is_some() {
+                bail!(
+                    "{}: caught up, yet a snapshot is still under way (marked: {marked})",
+                    self.link_name(l)
+                );
+            }
+        }
         self.check_convergence()?;
         let groups = self.digest_groups();
         if !self.any_purge {

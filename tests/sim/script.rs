@@ -1,9 +1,11 @@
 //! Scripted scenarios on the same node core, for orders of events too precise to wait for a
 //! seed: one Pull session at a time, run to its end the way src/federation runs it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use passerelle_model::AgencyId;
+use passerelle_node::sync::Snapshot;
 use passerelle_node::{Node, OutboundPolicy};
 use passerelle_store::{AnyEngine, MemEngine};
 
@@ -28,16 +30,38 @@ pub enum End {
 pub struct Nodes<'f> {
     fed: &'f Federation,
     pub nodes: Vec<Node>,
+    engines: Vec<MemEngine>,
+    /// The snapshot under way of each (puller, server) peer loop, kept across its sessions.
+    snapshots: RefCell<BTreeMap<(usize, usize), Snapshot>>,
 }
 
 impl<'f> Nodes<'f> {
     pub fn open(fed: &'f Federation) -> Nodes<'f> {
+        let engines: Vec<MemEngine> = fed.configs.iter().map(|_| MemEngine::new()).collect();
         let nodes = fed
             .configs
             .iter()
-            .map(|c| Node::open_on(c, AnyEngine::Mem(MemEngine::new())).expect("open node"))
+            .zip(&engines)
+            .map(|(c, e)| Node::open_on(c, AnyEngine::Mem(e.clone())).expect("open node"))
             .collect();
-        Nodes { fed, nodes }
+        Nodes {
+            fed,
+            nodes,
+            engines,
+            snapshots: RefCell::default(),
+        }
+    }
+
+    /// Stops node `i` and opens it again on the same engine: its peer loops start afresh, with
+    /// nothing in memory.
+    pub fn restart(&mut self, i: usize) {
+        let node = Node::open_on(
+            &self.fed.configs[i],
+            AnyEngine::Mem(self.engines[i].clone()),
+        )
+        .expect("reopen node");
+        self.nodes[i] = node;
+        self.snapshots.borrow_mut().retain(|(p, _), _| *p != i);
     }
 
     /// `server`'s outbound policy for `puller`, from its node.toml.
@@ -67,18 +91,19 @@ impl<'f> Nodes<'f> {
         let (p, s) = (&self.nodes[puller], &self.nodes[server]);
         let peer = self.agency(server);
         let policy = self.policy(server, puller);
-        let since = p
-            .store()
-            .cursor(peer.as_str())
-            .map_err(|e| e.to_string())?
-            .unwrap_or(0);
+        let mut snapshots = self.snapshots.borrow_mut();
+        let link = (puller, server);
+        let start = p
+            .pull_start(&peer, snapshots.contains_key(&link))
+            .map_err(|e| e.to_string())?;
+        if start.new_snapshot {
+            snapshots.insert(link, Snapshot::default());
+        }
+        let since = start.since;
         if since > 0 && since < s.store().purged_through_seq() {
-            p.store()
-                .set_cursor(peer.as_str(), 0)
-                .map_err(|e| e.to_string())?;
+            p.restart_snapshot(&peer).map_err(|e| e.to_string())?;
             return Ok(End::Resync);
         }
-        let mut snapshot = (since == 0).then(BTreeSet::new);
         let (mut cursor, mut delivered) = (since, 0);
         loop {
             let batch = s
@@ -99,22 +124,15 @@ impl<'f> Nodes<'f> {
                     return Ok(End::Interrupted);
                 }
                 delivered += 1;
-                if let Some(seen) = snapshot.as_mut() {
-                    let own = format!("{peer}/");
-                    seen.extend(
-                        batch
-                            .records
-                            .iter()
-                            .filter(|r| r.key.starts_with(&own))
-                            .map(|r| r.key.clone()),
-                    );
+                if let Some(snapshot) = snapshots.get_mut(&link) {
+                    snapshot.note(&peer, &batch.records);
                 }
                 p.apply_from_peer(&peer, &[], batch.records, batch.cursor)
                     .map_err(|e| e.to_string())?;
                 if caught_up {
-                    if let Some(seen) = snapshot.take() {
-                        let seen: HashSet<String> = seen.into_iter().collect();
-                        p.drop_unseen(&peer, &seen).map_err(|e| e.to_string())?;
+                    if let Some(snapshot) = snapshots.remove(&link) {
+                        p.finish_snapshot(&peer, &snapshot)
+                            .map_err(|e| e.to_string())?;
                     }
                 }
             }

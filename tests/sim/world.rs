@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use passerelle_model::{AgencyId, Kind, Record, RecordKey, VacancyStatus};
+use passerelle_node::sync::Snapshot;
 use passerelle_node::{decode, Node, OutboundPolicy, SignedRecord};
 use passerelle_store::{AnyEngine, MemEngine, RecordStore, StoredRecord};
 
@@ -162,9 +163,6 @@ struct Session {
     /// Caught up: waiting for the server's head to move past this value.
     waiting_on: Option<u64>,
     spinning: bool,
-    /// A pull from 0 is a snapshot: the keys of the server's own records it delivered, for
-    /// `drop_unseen` once it is caught up (as the peer loop does).
-    snapshot: Option<BTreeSet<String>>,
     inflight: VecDeque<InFlight>,
     window: usize,
     max_records: usize,
@@ -178,6 +176,9 @@ struct Link {
     policy: OutboundPolicy,
     refuse: Vec<AgencyId>,
     session: Option<Session>,
+    /// The snapshot pull under way (a pull from 0 and the sessions that continue it), kept
+    /// across sessions as the peer loop keeps it; lost when the puller crashes.
+    snapshot: Option<Snapshot>,
     next_attempt: u64,
     failures: u32,
     /// Partitioned while `step < cut_until`.
@@ -267,6 +268,7 @@ impl<'f> World<'f> {
                     policy,
                     refuse: peer.refuse_origins.clone(),
                     session: None,
+                    snapshot: None,
                     next_attempt: 0,
                     failures: 0,
                     cut_until: 0,
@@ -490,24 +492,28 @@ impl<'f> World<'f> {
         Ok(())
     }
 
-    /// Hello and Pull: the server refuses a cursor below its purge horizon
-    /// (FAILED_PRECONDITION) and the puller then pulls again from 0, as src/federation does.
+    /// Hello and Pull: the puller starts from its cursor (`Node::pull_start`: a new snapshot
+    /// from 0, or one a restart cut starting over), the server refuses a cursor below its purge
+    /// horizon (FAILED_PRECONDITION) and the puller then pulls again from 0, as src/federation
+    /// does.
     fn start_session(&mut self, l: usize) -> Res {
         let (p, s) = (self.links[l].puller, self.links[l].server);
         let server = self.nodes[s].agency.clone();
-        let since = self
+        let held = self.links[l].snapshot.is_some();
+        let start = self
             .node(p)
-            .store()
-            .cursor(server.as_str())
-            .map_err(err("read cursor"))?
-            .unwrap_or(0);
+            .pull_start(&server, held)
+            .map_err(err("pull_start"))?;
+        if start.new_snapshot {
+            self.links[l].snapshot = Some(Snapshot::default());
+        }
+        let since = start.since;
         let purged = self.node(s).store().purged_through_seq();
         let name = self.link_name(l);
         if since > 0 && since < purged {
             self.node(p)
-                .store()
-                .set_cursor(server.as_str(), 0)
-                .map_err(err("reset cursor"))?;
+                .restart_snapshot(&server)
+                .map_err(err("restart_snapshot"))?;
             self.stats.resyncs += 1;
             self.ev(format!(
                 "{name} pull since {since} refused: FAILED_PRECONDITION (purged through {purged}), cursor reset to 0"
@@ -526,15 +532,18 @@ impl<'f> World<'f> {
             announced: false,
             waiting_on: None,
             spinning: false,
-            snapshot: (since == 0).then(BTreeSet::new),
             inflight: VecDeque::new(),
             window,
             max_records,
             max_bytes,
         });
         self.stats.sessions += 1;
+        let snapshot = match &self.links[l].snapshot {
+            Some(s) => format!(", snapshot with {} keys seen", s.seen().len()),
+            None => String::new(),
+        };
         self.ev(format!(
-            "{name} session {id} since {since} (window {window}, {max_records} records, {max_bytes} bytes)"
+            "{name} session {id} since {since} (window {window}, {max_records} records, {max_bytes} bytes{snapshot})"
         ));
         Ok(())
     }
@@ -641,18 +650,8 @@ impl<'f> World<'f> {
                 seen.insert(key, stored);
             }
         }
-        if let Some(seen) = self.links[l]
-            .session
-            .as_mut()
-            .and_then(|s| s.snapshot.as_mut())
-        {
-            let own = format!("{server}/");
-            seen.extend(
-                b.records
-                    .iter()
-                    .filter(|r| r.key.starts_with(&own))
-                    .map(|r| r.key.clone()),
-            );
+        if let Some(snapshot) = self.links[l].snapshot.as_mut() {
+            snapshot.note(&server, &b.records);
         }
         let node = self.nodes[p].node.as_ref().expect("puller up");
         let report = node
@@ -703,35 +702,38 @@ impl<'f> World<'f> {
             b.cursor, b.head_seq, report.applied, report.ignored
         ));
         if b.cursor >= b.head_seq {
-            let seen = self.links[l]
-                .session
-                .as_mut()
-                .and_then(|s| s.snapshot.take());
-            if let Some(seen) = seen {
-                self.drop_unseen(l, seen)?;
+            if let Some(snapshot) = self.links[l].snapshot.take() {
+                self.finish_snapshot(l, &snapshot)?;
             }
         }
         Ok(())
     }
 
     /// The end of a snapshot: the puller drops its copies of the server's own records that
-    /// the snapshot lacked (`Node::drop_unseen`); they count as purged there.
-    fn drop_unseen(&mut self, l: usize, seen: BTreeSet<String>) -> Res {
+    /// the snapshot lacked and clears its marker (`Node::finish_snapshot`); they count as
+    /// purged there.
+    fn finish_snapshot(&mut self, l: usize, snapshot: &Snapshot) -> Res {
         let (p, s) = (self.links[l].puller, self.links[l].server);
         let server = self.nodes[s].agency.clone();
         let mut gone = Vec::new();
         for r in self.node(p).store().iter(None) {
             let r = r.map_err(err("iter"))?;
-            if r.key.origin == server && !seen.contains(&r.key.to_string()) {
+            if r.key.origin == server && !snapshot.seen().contains(&r.key.to_string()) {
                 gone.push((r.key, r.revision));
             }
         }
-        let seen: std::collections::HashSet<String> = seen.into_iter().collect();
         let head = self.node(p).store().head_seq();
         let n = self
             .node(p)
-            .drop_unseen(&server, &seen)
-            .map_err(err("drop_unseen"))?;
+            .finish_snapshot(&server, snapshot)
+            .map_err(err("finish_snapshot"))?;
+        if self
+            .node(p)
+            .snapshot_pending(&server)
+            .map_err(err("snapshot_pending"))?
+        {
+            bail!("{}: a finished snapshot is still marked", self.link_name(l));
+        }
         if n != gone.len() as u64 {
             bail!(
                 "drop_unseen dropped {n} records, {} were unseen",
@@ -863,9 +865,8 @@ impl<'f> World<'f> {
         self.end_session(l, "operator: sync from the start", false);
         let server = self.nodes[s].agency.clone();
         self.node(p)
-            .store()
-            .set_cursor(server.as_str(), 0)
-            .map_err(err("set_cursor"))?;
+            .restart_snapshot(&server)
+            .map_err(err("restart_snapshot"))?;
         self.links[l].failures = 0;
         self.links[l].next_attempt = self.step;
         self.stats.from_start += 1;
@@ -899,9 +900,10 @@ impl<'f> World<'f> {
         self.check_cursors(i)?;
         for l in 0..self.links.len() {
             if self.links[l].puller == i {
-                // the peer loop dies with the node
+                // the peer loop dies with the node, and the snapshot it held with it
                 self.end_session(l, "puller crashed", false);
                 self.links[l].failures = 0;
+                self.links[l].snapshot = None;
             } else if self.links[l].server == i {
                 self.end_session(l, "server crashed", true);
             }

@@ -455,7 +455,7 @@ impl Node {
         self.store
             .meta_put(&snapshot_marker(peer), &[SNAPSHOT_FORMAT_V1])?;
         self.store.set_cursor(peer.as_str(), 0)?;
-        self.store.flush()?;
+        self.flush()?;
         Ok(())
     }
 
@@ -471,7 +471,7 @@ impl Node {
             if !marked {
                 self.store
                     .meta_put(&snapshot_marker(peer), &[SNAPSHOT_FORMAT_V1])?;
-                self.store.flush()?;
+                self.flush()?;
             }
         } else if marked && !snapshot_held {
             self.restart_snapshot(peer)?;
@@ -498,7 +498,7 @@ impl Node {
     pub fn finish_snapshot(&self, peer: &AgencyId, snapshot: &Snapshot) -> Result<u64, NodeError> {
         let dropped = self.drop_unseen(peer, &snapshot.seen)?;
         self.store.meta_delete(&snapshot_marker(peer))?;
-        self.store.flush()?;
+        self.flush()?;
         Ok(dropped)
     }
 
