@@ -455,6 +455,7 @@ impl pb::admin_server::Admin for AdminService {
             ignored: c.ignored.load(Ordering::Relaxed),
             refused: c.refused().values().sum(),
             server_time: Some(now.into()),
+            store_write_failure: self.node.write_failure().unwrap_or_default(),
         }))
     }
 

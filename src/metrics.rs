@@ -353,6 +353,12 @@ impl Collector for NodeCollector {
         }
         single(
             &mut encoder,
+            "store_writable",
+            "1 while the store accepts writes, 0 while it refuses them (full or read-only data folder)",
+            ConstGauge::new(i64::from(self.node.write_failure().is_none())),
+        )?;
+        single(
+            &mut encoder,
             "store_head_sequence",
             "Sequence number of the last entry of the node's sync log",
             ConstGauge::new(store.head_seq() as i64),

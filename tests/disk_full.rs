@@ -255,6 +255,22 @@ async fn put_until_accepted(client: &mut VacanciesClient<Channel>, i: usize) -> 
     }
 }
 
+/// What `passerelle status` says about the store's writes (empty: it writes).
+async fn write_failure(node: &TestNode) -> String {
+    let mut admin =
+        passerelle::pb::v1::admin_client::AdminClient::new(node.channel("operator").await);
+    admin
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status while the disk is full")
+        .into_inner()
+        .store_write_failure
+}
+
+fn metrics_page(node: &TestNode) -> String {
+    node.handle.as_ref().expect("running").metrics.render()
+}
+
 // multi-threaded: the node's blocking store calls and the test's client share the runtime
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_folder_refuses_writes_keeps_reads_and_recovers_without_restart() {
@@ -313,9 +329,19 @@ async fn a_full_data_folder_refuses_writes_keeps_reads_and_recovers_without_rest
         .unwrap_err();
     assert_full(&s, &data);
 
-    // 3. reads go on: list, get, health; the store is consistent
+    // 3. reads go on: list, get, health; the store is consistent; status and metrics say why
+    //    writes are refused
     assert_reads(&node, &acked, &failed).await;
     let head = node.head_seq();
+    let why = write_failure(&node).await;
+    assert!(
+        why.contains("full") && why.contains(&data.display().to_string()),
+        "status: {why:?}"
+    );
+    assert!(
+        metrics_page(&node).contains("passerelle_store_writable 0"),
+        "metrics while full"
+    );
 
     // 4. space comes back (the filler goes): writes resume, same node, no restart
     std::fs::remove_file(&filler).unwrap();
@@ -327,6 +353,12 @@ async fn a_full_data_folder_refuses_writes_keeps_reads_and_recovers_without_rest
     acked.insert(id(next));
     failed.remove(&id(next));
     assert!(node.head_seq() > head);
+    assert_eq!(
+        write_failure(&node).await,
+        "",
+        "status once writes are back"
+    );
+    assert!(metrics_page(&node).contains("passerelle_store_writable 1"));
     let r = client
         .withdraw(pb::WithdrawVacancyRequest {
             id: id(1),

@@ -209,6 +209,7 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
         "server_time": ts_json(s.server_time.as_ref()),
         "head_seq": s.head_seq,
         "store_bytes": s.store_bytes,
+        "store_write_failure": (!s.store_write_failure.is_empty()).then_some(&s.store_write_failure),
         "received": {"applied": s.applied, "ignored": s.ignored, "refused": s.refused},
         "counts": s.counts.iter().map(|c| json!({
             "origin": c.origin, "kind": c.kind, "records": c.records,
@@ -256,6 +257,13 @@ pub fn write_report(out: &mut impl Write, s: &pb::StatusResponse) -> std::io::Re
         s.head_seq,
         human_bytes(s.store_bytes)
     )?;
+    if !s.store_write_failure.is_empty() {
+        writeln!(
+            out,
+            "WRITES REFUSED: {} (reads go on; writes resume by themselves once the folder has room)",
+            s.store_write_failure
+        )?;
+    }
     writeln!(
         out,
         "received from peers since start: {} applied, {} ignored, {} refused",

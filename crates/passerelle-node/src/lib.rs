@@ -274,6 +274,11 @@ impl Node {
         Ok(())
     }
 
+    /// Why the store refuses writes right now (a full or read-only data folder), if it does.
+    pub fn write_failure(&self) -> Option<String> {
+        self.store.engine().write_failure().map(|e| e.to_string())
+    }
+
     /// The last sync-log position known to be on disk: what peers may be served.
     pub fn durable_head(&self) -> u64 {
         self.durable.load(Ordering::SeqCst)

@@ -288,6 +288,16 @@ pub enum AnyEngine {
     Mem(MemEngine),
 }
 
+impl AnyEngine {
+    /// Why writes are refused right now (a full or read-only data folder), if they are.
+    pub fn write_failure(&self) -> Option<crate::StoreError> {
+        match self {
+            AnyEngine::Sled(e) => e.write_failure(),
+            AnyEngine::Mem(_) => None,
+        }
+    }
+}
+
 impl From<SledEngine> for AnyEngine {
     fn from(e: SledEngine) -> Self {
         AnyEngine::Sled(e)
