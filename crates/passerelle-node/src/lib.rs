@@ -161,6 +161,9 @@ impl Counters {
     }
 }
 
+/// Records decoded together while the analytics index is built at start.
+const START_CHUNK: usize = 8192;
+
 /// One agency's node: its identity, rules, keys, trust and store.
 pub struct Node {
     agency: AgencyId,
@@ -212,11 +215,21 @@ impl Node {
         let analytics = Arc::new(passerelle_analytics::Analytics::new());
         let started = std::time::Instant::now();
         let mut loaded = 0u64;
-        for s in store.iter(None) {
-            let s = s?;
-            let r = decode(&s)?;
-            analytics.apply(&s.key, Some(&r));
-            loaded += 1;
+        // decoding is most of the work: chunks decoded over every core, applied in store order
+        {
+            let mut rows = store.iter(None).peekable();
+            while rows.peek().is_some() {
+                let mut chunk = Vec::with_capacity(START_CHUNK);
+                for s in rows.by_ref().take(START_CHUNK) {
+                    chunk.push(s?);
+                }
+                let decoded = par::map(chunk, |s| decode(&s).map(|r| (s.key, r)));
+                for d in decoded {
+                    let (key, r) = d?;
+                    analytics.apply(&key, Some(&r));
+                    loaded += 1;
+                }
+            }
         }
         tracing::info!(
             records = loaded,
