@@ -461,14 +461,16 @@ impl Node {
 
     /// Where the next pull from `peer` starts; `snapshot_held` tells whether the caller holds
     /// a [`Snapshot`] of `peer` under way (kept across sessions). A pull from 0 is a new
-    /// snapshot, and is marked. A snapshot marked in the store but not held was cut by a
+    /// snapshot, and is marked unless this node holds nothing of the peer's yet. A snapshot marked in the store but not held was cut by a
     /// restart: the keys it had delivered are lost, so it starts over from 0. Otherwise the
     /// pull, and the snapshot held if any, resumes from the cursor.
     pub fn pull_start(&self, peer: &AgencyId, snapshot_held: bool) -> Result<PullStart, NodeError> {
         let since = self.store.cursor(peer.as_str())?.unwrap_or(0);
         let marked = self.snapshot_pending(peer)?;
         if since == 0 {
-            if !marked {
+            // a first sync has nothing of the peer's to drop at its end: left unmarked, a
+            // restart resumes it from its cursor instead of starting over
+            if !marked && self.holds_records_of(peer)? {
                 self.store
                     .meta_put(&snapshot_marker(peer), &[SNAPSHOT_FORMAT_V1])?;
                 self.flush()?;
@@ -485,6 +487,16 @@ impl Node {
             since: 0,
             new_snapshot: true,
         })
+    }
+
+    /// Whether this node holds any record whose origin is `origin`.
+    fn holds_records_of(&self, origin: &AgencyId) -> Result<bool, NodeError> {
+        for kind in Kind::ALL {
+            if self.store.count_origin(kind, origin)? > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether a snapshot pull from `peer` is marked in progress.
