@@ -3,9 +3,11 @@
 //! ```text
 //! cargo build --release
 //! target/release/passerelle-bench import --records 100000
+//! target/release/passerelle-bench slowlink --records 20000
 //! ```
 
 mod gen;
+mod slowlink;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,42 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Initial sync through an in-process simulated link (delay, bandwidth cap, cuts): bytes on
+    /// the wire per record, goodput as a share of the link, resumption after cuts.
+    Slowlink {
+        #[arg(long, default_value_t = 20_000)]
+        records: u64,
+        /// Round-trip time added by the link, milliseconds.
+        #[arg(long, default_value_t = 300)]
+        rtt_ms: u64,
+        /// Cap of each direction, megabits per second.
+        #[arg(long, default_value_t = 2.0)]
+        mbit: f64,
+        /// Cut the link this often, counted from the puller's start (0: never).
+        #[arg(long, default_value_t = 30)]
+        cut_every_secs: u64,
+        /// How long each cut refuses connections; keep it above --backoff-max-secs.
+        #[arg(long, default_value_t = 8)]
+        cut_secs: u64,
+        /// The puller's `[sync] backoff_max_secs`.
+        #[arg(long, default_value_t = 5)]
+        backoff_max_secs: u64,
+        /// Vacancies put at the origin during a last cut, once the puller is live.
+        #[arg(long, default_value_t = 1000)]
+        outage_records: u64,
+        /// A plain proxy (no delay, cap or cut): wire bytes per record of the initial sync and
+        /// of live propagation.
+        #[arg(long)]
+        no_faults: bool,
+        /// Puts streamed one by one once the puller is live (with --no-faults).
+        #[arg(long, default_value_t = 300)]
+        live: u64,
+        /// Give up after this long, seconds (default: 600 + 50 ms per record).
+        #[arg(long)]
+        timeout_secs: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Writes generated vacancies as JSONL to standard output.
     Generate {
         #[arg(long, default_value_t = 1000)]
@@ -74,6 +112,38 @@ fn main() -> anyhow::Result<()> {
             let dir = cli.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
             sync(&cli.bin, &dir, records, live, seed)?;
         }
+        Scenario::Slowlink {
+            records,
+            rtt_ms,
+            mbit,
+            cut_every_secs,
+            cut_secs,
+            backoff_max_secs,
+            outage_records,
+            no_faults,
+            live,
+            timeout_secs,
+            seed,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let dir = cli.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+            let opts = slowlink::Options {
+                records,
+                rtt: Duration::from_millis(rtt_ms),
+                mbit,
+                cut_every: Duration::from_secs(cut_every_secs),
+                cut: Duration::from_secs(cut_secs),
+                backoff_max_secs,
+                outage_records,
+                no_faults,
+                live,
+                timeout: Duration::from_secs(
+                    timeout_secs.unwrap_or(600 + records.saturating_mul(50) / 1000),
+                ),
+                seed,
+            };
+            slowlink::run(&cli.bin, &dir, &opts)?;
+        }
         Scenario::Import {
             records,
             batch,
@@ -88,10 +158,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn write_vacancies(out: &mut impl Write, n: u64, seed: u64) -> anyhow::Result<u64> {
+    write_vacancies_from(out, 0, n, seed)
+}
+
+/// Writes vacancies `first..first + n` (ids `V-{i:08}`); returns the bytes written.
+fn write_vacancies_from(
+    out: &mut impl Write,
+    first: u64,
+    n: u64,
+    seed: u64,
+) -> anyhow::Result<u64> {
     let mut g = gen::VacancyGen::new(seed);
     let mut bytes = 0;
-    for i in 0..n {
-        let line = serde_json::to_string(&g.vacancy(i))?;
+    for i in first..first + n {
+        let line = gen::to_json(&g.vacancy(i));
         bytes += line.len() as u64 + 1;
         writeln!(out, "{line}")?;
     }
@@ -410,6 +490,16 @@ fn sync(bin: &Path, dir: &Path, records: u64, live: u64, seed: u64) -> anyhow::R
     Ok(())
 }
 
+/// The vacancies [`live_latency`] puts, in order.
+fn live_vacancies(n: u64, seed: u64) -> impl Iterator<Item = passerelle_model::Vacancy> {
+    let mut g = gen::VacancyGen::new(seed ^ 0x5eed);
+    (0..n).map(move |i| {
+        let mut v = g.vacancy(i);
+        v.id = format!("LIVE-{i:06}");
+        v
+    })
+}
+
 /// Puts one vacancy at a time at A and polls B's API until it is visible there.
 async fn live_latency(
     a_dir: &Path,
@@ -426,11 +516,8 @@ async fn live_latency(
         .await?;
     let mut put = pb::vacancies_client::VacanciesClient::new(a);
     let mut get = pb::vacancies_client::VacanciesClient::new(b);
-    let mut g = gen::VacancyGen::new(seed ^ 0x5eed);
     let mut out = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let mut v = g.vacancy(i);
-        v.id = format!("LIVE-{i:06}");
+    for v in live_vacancies(n, seed) {
         let wire = passerelle::convert::vacancy_out(&v);
         let started = Instant::now();
         put.put(pb::PutVacancyRequest {
