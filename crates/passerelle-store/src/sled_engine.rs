@@ -652,11 +652,15 @@ fn problem_of(e: &sled::Error) -> Option<DiskProblem> {
 
 fn sled_error(path: &Path, e: sled::Error) -> StoreError {
     match &e {
-        sled::Error::Io(io) => StoreError::Unwritable {
-            folder: path.to_path_buf(),
-            problem: DiskProblem::of(io),
-            detail: io_detail(io),
-        },
+        // a full or read-only folder is said as such; anything else (another process holding
+        // the lock, say) keeps sled's own words
+        sled::Error::Io(io) if DiskProblem::of(io) != DiskProblem::Failing => {
+            StoreError::Unwritable {
+                folder: path.to_path_buf(),
+                problem: DiskProblem::of(io),
+                detail: io_detail(io),
+            }
+        }
         _ => e.into(),
     }
 }
@@ -672,6 +676,7 @@ fn sled_detail(e: &sled::Error) -> String {
 fn io_detail(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(_) => e.to_string(),
+        None if e.kind() == std::io::ErrorKind::Other => e.to_string(),
         None => e.kind().to_string(),
     }
 }
@@ -733,4 +738,25 @@ fn probe_write(dir: &Path) -> std::io::Result<()> {
 
 fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes.div_ceil(1 << 20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_error_that_is_not_about_space_keeps_sleds_words() {
+        let path = Path::new("/srv/passerelle/data");
+        let lock = sled::Error::Io(std::io::Error::other(
+            "could not acquire lock on \"/srv/passerelle/data/db\": Resource temporarily unavailable",
+        ));
+        let e = sled_error(path, lock).to_string();
+        assert!(e.contains("could not acquire lock"), "{e}");
+        let full = sled::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let e = sled_error(path, full).to_string();
+        assert!(
+            e.contains("/srv/passerelle/data") && e.contains("full"),
+            "{e}"
+        );
+    }
 }
