@@ -193,8 +193,8 @@ handshake_timeout_secs = 10
 key = "signing-key.pem"
 
 [store]
-# sled page cache, MiB.
-cache_capacity_mb = 64
+# sled page cache, MiB (the node's resident memory is about this plus 0.4 KB per record).
+cache_capacity_mb = 32
 
 [records]
 # Smallest count a supply cell may publish unsuppressed (5 or more).
