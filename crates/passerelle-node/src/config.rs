@@ -415,6 +415,19 @@ impl NodeConfig {
         if cfg.tls.handshake_timeout_secs == 0 {
             return Err("tls.handshake_timeout_secs must be at least 1".into());
         }
+        // the node turns these into bytes and microseconds: refuse what would overflow there
+        let max_cache_mb = u64::MAX >> 20;
+        if cfg.store.cache_capacity_mb > max_cache_mb {
+            return Err(format!(
+                "store.cache_capacity_mb must be at most {max_cache_mb}"
+            ));
+        }
+        let max_retention_days = (i64::MAX / 86_400_000_000) as u64;
+        if cfg.sync.tombstone_retention_days > max_retention_days {
+            return Err(format!(
+                "sync.tombstone_retention_days must be at most {max_retention_days}"
+            ));
+        }
         let l = &cfg.limits;
         for (key, value) in [
             (
