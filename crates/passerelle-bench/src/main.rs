@@ -7,6 +7,7 @@
 //! ```
 
 mod gen;
+mod query;
 mod slowlink;
 
 use std::io::{BufRead, BufReader, Write};
@@ -87,6 +88,16 @@ enum Scenario {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Each Analytics query over gRPC against a node folder that already holds the records
+    /// (one kept by `--dir DIR import`, then `query --node DIR/node`).
+    Query {
+        /// The node folder (with node.toml and clients/analyst.toml).
+        #[arg(long)]
+        node: PathBuf,
+        /// Timed calls per query.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// Writes generated vacancies as JSONL to standard output.
     Generate {
         #[arg(long, default_value_t = 1000)]
@@ -99,6 +110,7 @@ enum Scenario {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
+        Scenario::Query { node, rounds } => query::run(&cli.bin, &node, rounds)?,
         Scenario::Generate { records, seed } => {
             let out = std::io::stdout();
             write_vacancies(&mut out.lock(), records, seed)?;
