@@ -53,6 +53,11 @@ const PROBE_FILE: &str = "passerelle.probe";
 /// How long a reopen waits for reads in progress on the failed database.
 const REOPEN_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a first open waits for the lock: a node restarted in the same process (tests, a
+/// failed start retried) finds the previous instance's IO threads still holding it for a
+/// moment; another process holding it is reported after this.
+const OPEN_LOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// How often reads retry opening a database that could not be reopened.
 const READ_REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -135,7 +140,7 @@ impl SledEngine {
     /// refused (reads work) until space is back.
     pub fn open_with(path: impl AsRef<Path>, options: SledOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let db = match open_sled(&path, options.cache_capacity_bytes) {
+        let db = match wait_for_lock(&path, options.cache_capacity_bytes, OPEN_LOCK_WAIT) {
             Ok(db) => db,
             Err(e) if problem_of(&e) == Some(DiskProblem::Full) => {
                 remove_reserve(&path);
@@ -599,13 +604,17 @@ fn open_sled(path: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
 /// [`open_sled`] right after closing the same database: sled's IO threads may still
 /// hold the old instance's file, and its lock, for a moment. Bounded by [`REOPEN_WAIT`].
 fn reopen_sled(path: &Path, cache_capacity_bytes: u64) -> sled::Result<sled::Db> {
+    wait_for_lock(path, cache_capacity_bytes, REOPEN_WAIT)
+}
+
+/// [`open_sled`], retried while sled's file lock is held, for at most `wait`.
+fn wait_for_lock(path: &Path, cache_capacity_bytes: u64, wait: Duration) -> sled::Result<sled::Db> {
     let started = Instant::now();
     loop {
         match open_sled(path, cache_capacity_bytes) {
             // sled reports its file lock only as text
             Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < REOPEN_WAIT =>
+                if e.to_string().contains("could not acquire lock") && started.elapsed() < wait =>
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
