@@ -492,7 +492,7 @@ impl Node {
     /// Whether this node holds any record whose origin is `origin`.
     fn holds_records_of(&self, origin: &AgencyId) -> Result<bool, NodeError> {
         for kind in Kind::ALL {
-            if self.store.count_origin(kind, origin)? > 0 {
+            if self.store.holds_origin(kind, origin)? {
                 return Ok(true);
             }
         }

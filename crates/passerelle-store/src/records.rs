@@ -604,6 +604,12 @@ impl<E: Engine> RecordStore<E> {
             .count_prefix(&codec::record_prefix(Some(kind), None))
     }
 
+    /// Whether any record of this kind and origin is held; reads at most one key.
+    pub fn holds_origin(&self, kind: Kind, origin: &AgencyId) -> Result<bool> {
+        let prefix = codec::record_prefix(Some(kind), Some(origin));
+        Ok(!self.engine.scan(&prefix, &prefix, 1)?.is_empty())
+    }
+
     /// Records of `kind` whose origin is `origin`, counted on keys alone (for status).
     pub fn count_origin(&self, kind: Kind, origin: &AgencyId) -> Result<u64> {
         self.engine
