@@ -100,7 +100,8 @@ impl Records {
     }
 
     /// Reads an Import stream in chunks; each item is judged on its own. A reader task decodes
-    /// the next chunk while the previous one is written.
+    /// the chunks, a preparing task validates and signs the next one while the previous one is
+    /// written.
     async fn import<T, F>(
         &self,
         mut stream: Streaming<T>,
@@ -143,10 +144,32 @@ impl Records {
             }
         });
         let _reader = AbortOnDrop(reader);
+        // a preparing task validates and signs the next chunk (CPU over every core) while the
+        // previous one is written and flushed below
+        let (ptx, mut prx) = tokio::sync::mpsc::channel::<Result<_, Status>>(1);
+        let node = self.node.clone();
+        let preparer = tokio::spawn(async move {
+            while let Some(next) = rx.recv().await {
+                let prepared = match next {
+                    Ok((batch, ids)) => {
+                        let n = node.clone();
+                        tokio::task::spawn_blocking(move || (n.prepare_puts(batch), ids))
+                            .await
+                            .map_err(|e| Status::internal(format!("worker failed: {e}")))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = prepared.is_err();
+                if ptx.send(prepared).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let _preparer = AbortOnDrop(preparer);
         let mut summary = pb::ImportSummary::default();
-        while let Some(next) = rx.recv().await {
-            let (batch, ids) = next?;
-            let results = self.blocking(move |n| n.put_many(batch)).await?;
+        while let Some(next) = prx.recv().await {
+            let (prepared, ids) = next?;
+            let results = self.blocking(move |n| n.commit_puts(prepared)).await?;
             for (id, r) in ids.into_iter().zip(results) {
                 let index = summary.received;
                 summary.received += 1;

@@ -436,7 +436,7 @@ async fn session(
         Err(s) => return Err(format!("pull refused: {}: {}", s.code(), s.message())),
     };
     // a reader task keeps several batches in flight while the previous one is applied
-    let (tx, mut rx) = mpsc::channel::<Result<pb::PullBatch, tonic::Status>>(8);
+    let (tx, rx) = mpsc::channel::<Result<pb::PullBatch, tonic::Status>>(6);
     let idle = limits.idle_timeout;
     let reader = tokio::spawn(async move {
         loop {
@@ -464,51 +464,57 @@ async fn session(
         }
     });
     let _abort_reader = AbortOnDrop(reader);
-    let mut applied_cursor = since;
+    // a checker task verifies the next batch (signatures, validation: CPU over every core)
+    // while the previous one is written and flushed below
+    let (ctx, mut crx) = mpsc::channel::<Staged>(1);
+    let checker = tokio::spawn(check_stage(
+        node.clone(),
+        peer.clone(),
+        since,
+        limits.max_batch_records,
+        snapshot.is_some(),
+        rx,
+        ctx,
+    ));
+    let _abort_checker = AbortOnDrop(checker);
     loop {
         let item = tokio::select! {
-            item = rx.recv() => item,
+            item = crx.recv() => item,
             _ = controls.operator_event(&peer.agency, &mut operator) => {
                 return Ok(SessionEnd::Interrupted)
             }
         };
         let Some(item) = item else { break };
         let batch = match item {
-            Ok(b) => b,
-            Err(s) if s.code() == Code::FailedPrecondition => return Ok(SessionEnd::Resync),
-            Err(s) => return Err(format!("pull stream failed: {}: {}", s.code(), s.message())),
+            Staged::Batch(b) => b,
+            Staged::Failed(s) if s.code() == Code::FailedPrecondition => {
+                return Ok(SessionEnd::Resync)
+            }
+            Staged::Failed(s) => {
+                return Err(format!("pull stream failed: {}: {}", s.code(), s.message()))
+            }
+            Staged::Oversize(sent) => {
+                states.with(&peer.agency, |s| s.refused += sent as u64);
+                tracing::warn!(peer = %peer.agency, records = sent, limit = limits.max_batch_records, "oversize batch refused");
+                return Err(format!(
+                    "the peer sent a batch of {sent} records, more than the {} this node accepts: nothing of it was applied",
+                    limits.max_batch_records
+                ));
+            }
+            Staged::CheckFailed(e) => return Err(e),
         };
-        if batch.records.len() > limits.max_batch_records as usize {
-            let sent = batch.records.len();
-            states.with(&peer.agency, |s| s.refused += sent as u64);
-            tracing::warn!(peer = %peer.agency, records = sent, limit = limits.max_batch_records, "oversize batch refused");
-            return Err(format!(
-                "the peer sent a batch of {sent} records, more than the {} this node accepts: nothing of it was applied",
-                limits.max_batch_records
-            ));
-        }
-        // a heartbeat (or an announcement that we are caught up) has nothing to write
-        let nothing = batch.records.is_empty() && batch.cursor == applied_cursor;
-        applied_cursor = batch.cursor;
-        let records: Vec<_> = batch.records.into_iter().map(signed_in).collect();
         if let Some(s) = snapshot.as_mut() {
-            s.note(&peer.agency, &records);
+            s.note_keys(&peer.agency, batch.keys);
         }
-        let (n, agency, refused_origins, cursor) = (
-            node.clone(),
-            peer.agency.clone(),
-            peer.refuse_origins.clone(),
-            batch.cursor,
-        );
-        let report = if nothing {
-            passerelle_node::ApplyReport::default()
-        } else {
-            tokio::task::spawn_blocking(move || {
-                n.apply_from_peer(&agency, &refused_origins, records, cursor)
-            })
-            .await
-            .map_err(|e| format!("worker failed: {e}"))?
-            .map_err(|e| format!("cannot apply batch: {e}"))?
+        let report = match batch.checked {
+            None => passerelle_node::ApplyReport::default(),
+            Some(checked) => {
+                let (n, agency, cursor) = (node.clone(), peer.agency.clone(), batch.cursor);
+                tokio::task::spawn_blocking(move || n.commit_from_peer(&agency, checked, cursor))
+                    .await
+                    .map_err(|e| format!("worker failed: {e}"))?
+                    .map_err(|e| format!("cannot apply batch: {e}"))?
+            }
         };
         if report.refused_total() > 0 {
             tracing::warn!(
@@ -555,6 +561,80 @@ async fn session(
         );
     }
     Ok(SessionEnd::Closed)
+}
+
+/// A delivered batch on its way from the checker to the writer of a session.
+enum Staged {
+    Batch(StagedBatch),
+    /// The stream failed (or went silent): what the reader received.
+    Failed(tonic::Status),
+    /// A batch of this many records, above the limit: refused unchecked.
+    Oversize(usize),
+    CheckFailed(String),
+}
+
+struct StagedBatch {
+    cursor: u64,
+    head_seq: u64,
+    /// The delivered keys, while a snapshot is under way (to drop what it lacks at its end).
+    keys: Vec<String>,
+    /// None for a heartbeat, or an announcement that we are caught up: nothing to write.
+    checked: Option<passerelle_node::CheckedBatch>,
+}
+
+/// The checker of a session: takes the received batches in order, checks each (off the async
+/// threads) and hands it on; stops at the first failure, after handing it on.
+async fn check_stage(
+    node: Arc<Node>,
+    peer: PeerConfig,
+    since: u64,
+    max_batch_records: u32,
+    noting: bool,
+    mut rx: mpsc::Receiver<Result<pb::PullBatch, tonic::Status>>,
+    tx: mpsc::Sender<Staged>,
+) {
+    let mut last_cursor = since;
+    while let Some(item) = rx.recv().await {
+        let staged = match item {
+            Err(s) => Staged::Failed(s),
+            Ok(b) if b.records.len() > max_batch_records as usize => {
+                Staged::Oversize(b.records.len())
+            }
+            Ok(b) => {
+                let nothing = b.records.is_empty() && b.cursor == last_cursor;
+                last_cursor = b.cursor;
+                let records: Vec<_> = b.records.into_iter().map(signed_in).collect();
+                let keys = if noting {
+                    records.iter().map(|r| r.key.clone()).collect()
+                } else {
+                    Vec::new()
+                };
+                let checked = if nothing {
+                    Ok(None)
+                } else {
+                    let (n, p) = (node.clone(), peer.clone());
+                    tokio::task::spawn_blocking(move || {
+                        Some(n.check_from_peer(&p.agency, &p.refuse_origins, records))
+                    })
+                    .await
+                    .map_err(|e| format!("worker failed: {e}"))
+                };
+                match checked {
+                    Ok(checked) => Staged::Batch(StagedBatch {
+                        cursor: b.cursor,
+                        head_seq: b.head_seq,
+                        keys,
+                        checked,
+                    }),
+                    Err(e) => Staged::CheckFailed(e),
+                }
+            }
+        };
+        let last = !matches!(staged, Staged::Batch(_));
+        if tx.send(staged).await.is_err() || last {
+            break;
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -382,6 +382,7 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 fn import(bin: &Path, dir: &Path, records: u64, batch: u64, seed: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let file = dir.join("vacancies.jsonl");
     let json_bytes = {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);

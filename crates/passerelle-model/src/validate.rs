@@ -52,14 +52,26 @@ fn plain_text(s: &str, multiline: bool) -> bool {
         .all(|c| !(c.is_control() && !(multiline && matches!(c, '\t' | '\n' | '\r'))))
 }
 
-fn text(v: &mut Violations, field: String, s: &str, min: usize, max: usize, multiline: bool) {
+/// `field` names the field only when there is something to report: most records are valid,
+/// and formatting every path of every record showed in profiles.
+fn text(
+    v: &mut Violations,
+    field: impl FnOnce() -> String,
+    s: &str,
+    min: usize,
+    max: usize,
+    multiline: bool,
+) {
     let n = chars(s);
     if n < min {
-        v.push(field, "required");
+        v.push(field(), "required");
     } else if n > max {
-        v.push(field, format!("must be at most {max} characters (has {n})"));
+        v.push(
+            field(),
+            format!("must be at most {max} characters (has {n})"),
+        );
     } else if !plain_text(s, multiline) {
-        v.push(field, "must be plain text without control characters");
+        v.push(field(), "must be plain text without control characters");
     }
 }
 
@@ -183,21 +195,21 @@ fn skills(v: &mut Violations, prefix: &str, list: &[Skill]) {
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, s) in list.iter().enumerate() {
-        let item = format!("{field}[{i}]");
+        let item = || format!("{field}[{i}]");
         if s.esco_uri.is_empty() {
-            v.push(format!("{item}.esco_uri"), "required (ESCO skill URI)");
+            v.push(format!("{}.esco_uri", item()), "required (ESCO skill URI)");
         } else if refdata::esco_skill(&s.esco_uri).is_none() {
             v.push(
-                format!("{item}.esco_uri"),
+                format!("{}.esco_uri", item()),
                 format!("{:?} is not a known ESCO skill URI", s.esco_uri),
             );
         } else if let Some(first) = seen.insert(&s.esco_uri, i) {
             seen.insert(&s.esco_uri, first);
-            v.push(item.clone(), format!("duplicate of {field}[{first}]"));
+            v.push(item(), format!("duplicate of {field}[{first}]"));
         }
         text(
             v,
-            format!("{item}.label"),
+            || format!("{}.label", item()),
             &s.label,
             0,
             MAX_SKILL_LABEL,
@@ -233,7 +245,14 @@ fn location(v: &mut Violations, prefix: &str, l: &Location) {
             }
         }
     }
-    text(v, path(&p, "locality"), &l.locality, 0, MAX_LOCALITY, false);
+    text(
+        v,
+        || path(&p, "locality"),
+        &l.locality,
+        0,
+        MAX_LOCALITY,
+        false,
+    );
 }
 
 fn salary(v: &mut Violations, prefix: &str, s: &Salary) {
@@ -271,10 +290,17 @@ impl Vacancy {
     pub fn validate(&self, prefix: &str, v: &mut Violations) {
         id(v, prefix, &self.id);
         origin(v, prefix, &self.origin);
-        text(v, path(prefix, "title"), &self.title, 1, MAX_TITLE, false);
         text(
             v,
-            path(prefix, "description"),
+            || path(prefix, "title"),
+            &self.title,
+            1,
+            MAX_TITLE,
+            false,
+        );
+        text(
+            v,
+            || path(prefix, "description"),
             &self.description,
             0,
             MAX_DESCRIPTION,
@@ -296,7 +322,7 @@ impl Vacancy {
         location(v, prefix, &self.location);
         text(
             v,
-            path(prefix, "employer_name"),
+            || path(prefix, "employer_name"),
             &self.employer_name,
             0,
             MAX_EMPLOYER,
@@ -421,7 +447,7 @@ impl Shortage {
         occupation(v, prefix, &self.occupation, true);
         text(
             v,
-            path(prefix, "national_code"),
+            || path(prefix, "national_code"),
             &self.national_code,
             0,
             MAX_NATIONAL_CODE,

@@ -15,7 +15,7 @@ use passerelle_model::{AgencyId, Date, Kind, Record, RecordKey, Rules, VacancySt
 use passerelle_store::{AnyEngine, PutOutcome, RecordStore, SledEngine, StoreError, StoredRecord};
 
 pub use config::{ConfigError, NodeConfig, PeerConfig};
-pub use sync::{ApplyReport, OutBatch, OutboundPolicy, Refusal, SignedRecord};
+pub use sync::{ApplyReport, CheckedBatch, OutBatch, OutboundPolicy, Refusal, SignedRecord};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,17 @@ impl From<StoreError> for NodeError {
             other => NodeError::Store(other),
         }
     }
+}
+
+/// A batch of own puts validated, encoded and (most likely) signed, not yet written
+/// ([`Node::prepare_puts`], [`Node::commit_puts`]).
+pub struct PreparedPuts {
+    results: Vec<Option<Result<PutResult, NodeError>>>,
+    batch: Vec<(RecordKey, Vec<u8>, Option<u64>)>,
+    slots: Vec<usize>,
+    kept: Vec<Record>,
+    presealed: std::collections::HashMap<RecordKey, (u64, Vec<u8>, Vec<u8>)>,
+    now: i64,
 }
 
 /// Result of an accepted write.
@@ -388,26 +399,66 @@ impl Node {
         &self,
         items: Vec<(Record, Option<u64>, Violations)>,
     ) -> Vec<Result<PutResult, NodeError>> {
-        let mut results: Vec<Option<Result<PutResult, NodeError>>> =
-            Vec::with_capacity(items.len());
-        let mut batch = Vec::with_capacity(items.len());
-        let mut slots = Vec::with_capacity(items.len());
-        let mut kept = Vec::with_capacity(items.len());
-        for (i, (mut record, expected, pre)) in items.into_iter().enumerate() {
+        self.commit_puts(self.prepare_puts(items))
+    }
+
+    /// The CPU-bound part of [`Node::put_many`], without the writer lock: validation and
+    /// encoding over every core, and the likely signatures ([`Node::preseal`]). An importer
+    /// prepares the next chunk while [`Node::commit_puts`] writes the previous one.
+    pub fn prepare_puts(&self, items: Vec<(Record, Option<u64>, Violations)>) -> PreparedPuts {
+        let checked = par::map(items, |(mut record, expected, pre)| {
             match self.check(&mut record, pre) {
                 Ok(key) => {
-                    batch.push((key, encode_content(&record), expected));
+                    let content = encode_content(&record);
+                    Ok((key, content, expected, record))
+                }
+                Err(v) => Err(NodeError::Invalid(v)),
+            }
+        });
+        let mut results = Vec::with_capacity(checked.len());
+        let mut batch = Vec::with_capacity(checked.len());
+        let mut slots = Vec::with_capacity(checked.len());
+        let mut kept = Vec::with_capacity(checked.len());
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Ok((key, content, expected, record)) => {
+                    batch.push((key, content, expected));
                     slots.push(i);
                     kept.push(record);
                     results.push(None);
                 }
-                Err(v) => results.push(Some(Err(NodeError::Invalid(v)))),
+                Err(e) => results.push(Some(Err(e))),
             }
         }
+        let now = now_micros();
+        let presealed = if batch.is_empty() {
+            Default::default()
+        } else {
+            self.preseal(&batch, now)
+        };
+        PreparedPuts {
+            results,
+            batch,
+            slots,
+            kept,
+            presealed,
+            now,
+        }
+    }
+
+    /// Writes what [`Node::prepare_puts`] accepted in one atomic batch and flushes; one result
+    /// per item, in order.
+    pub fn commit_puts(&self, prepared: PreparedPuts) -> Vec<Result<PutResult, NodeError>> {
+        let PreparedPuts {
+            mut results,
+            batch,
+            slots,
+            kept,
+            presealed,
+            now,
+        } = prepared;
         if !batch.is_empty() {
             let keys: Vec<RecordKey> = batch.iter().map(|b| b.0.clone()).collect();
-            let now = now_micros();
-            let presealed = self.preseal(&batch, now);
             let guard = self.write.lock().expect("lock");
             let outcomes =
                 self.store

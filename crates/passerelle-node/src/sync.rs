@@ -111,6 +111,21 @@ impl Refusal {
     }
 }
 
+/// A delivered batch, checked: one verdict per record ([`Node::check_from_peer`]).
+pub struct CheckedBatch {
+    verdicts: Vec<Delivered>,
+}
+
+impl CheckedBatch {
+    pub fn len(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.verdicts.is_empty()
+    }
+}
+
 /// The verdict on one delivered record.
 enum Delivered {
     /// Our own record coming back through a loop.
@@ -175,13 +190,14 @@ impl Snapshot {
     /// Notes the records of a delivered batch that are `origin`'s own; relayed ones are not
     /// `origin`'s to drop. Call it before applying the batch: what is applied is then noted.
     pub fn note(&mut self, origin: &AgencyId, records: &[SignedRecord]) {
+        self.note_keys(origin, records.iter().map(|r| r.key.clone()));
+    }
+
+    /// [`Snapshot::note`] given the delivered records' keys.
+    pub fn note_keys(&mut self, origin: &AgencyId, keys: impl IntoIterator<Item = String>) {
         let own = format!("{origin}/");
-        self.seen.extend(
-            records
-                .iter()
-                .filter(|r| r.key.starts_with(&own))
-                .map(|r| r.key.clone()),
-        );
+        self.seen
+            .extend(keys.into_iter().filter(|k| k.starts_with(&own)));
     }
 
     /// The keys of `origin`'s own records delivered so far.
@@ -287,15 +303,16 @@ impl Node {
         Ok(out)
     }
 
-    /// Everything that decides whether one delivered record may be stored, short of comparing
-    /// it with the stored version: origin, signature, payload, validation.
-    fn check_delivered(
+    /// What decides, short of the signature, whether one delivered record may be stored:
+    /// its key, its origin, the origin's key. `Ok` carries the parsed key and the public key
+    /// its signature must verify under.
+    fn precheck_delivered(
         &self,
         trust: &passerelle_pki::TrustStore,
         refused_origins: &[AgencyId],
         peer: &AgencyId,
-        r: SignedRecord,
-    ) -> Delivered {
+        r: &SignedRecord,
+    ) -> Result<(RecordKey, [u8; 32]), Delivered> {
         let refuse = |why: Refusal, detail: String| Delivered::Refused {
             why,
             key: r.key.clone(),
@@ -303,23 +320,33 @@ impl Node {
         };
         let key: RecordKey = match r.key.parse() {
             Ok(k) => k,
-            Err(e) => return refuse(Refusal::BadKey, e.to_string()),
+            Err(e) => return Err(refuse(Refusal::BadKey, e.to_string())),
         };
         if key.origin == self.agency {
-            return Delivered::Own;
+            return Err(Delivered::Own);
         }
         if refused_origins.contains(&key.origin) {
-            return refuse(Refusal::OriginNotAllowed, format!("from {peer}"));
+            return Err(refuse(Refusal::OriginNotAllowed, format!("from {peer}")));
         }
         if trust.get(&key.origin).is_none() {
-            return refuse(Refusal::UnknownOrigin, "not in the trust file".into());
+            return Err(refuse(
+                Refusal::UnknownOrigin,
+                "not in the trust file".into(),
+            ));
         }
         let Some(public) = trust.signing_key(&key.origin, &r.key_id) else {
-            return refuse(Refusal::UnknownKey, format!("key id {}", r.key_id));
+            return Err(refuse(Refusal::UnknownKey, format!("key id {}", r.key_id)));
         };
-        if !passerelle_pki::verify_signature(&public, &r.payload, &r.signature) {
-            return refuse(Refusal::BadSignature, format!("key id {}", r.key_id));
-        }
+        Ok((key, public))
+    }
+
+    /// The rest, once the signature is known to be good: payload, validation.
+    fn finish_delivered(key: RecordKey, r: SignedRecord) -> Delivered {
+        let refuse = |why: Refusal, detail: String| Delivered::Refused {
+            why,
+            key: r.key.clone(),
+            detail,
+        };
         let payload = match decode_payload(&r.payload) {
             Ok(p) => p,
             Err(e) => return refuse(Refusal::BadPayload, e.to_string()),
@@ -360,6 +387,66 @@ impl Node {
         )))
     }
 
+    /// Everything that decides whether each delivered record of `records` may be stored, short
+    /// of comparing it with the stored version: origin, signature (checked as one batch),
+    /// payload, validation. One verdict per record, in order.
+    fn check_delivered(
+        &self,
+        trust: &passerelle_pki::TrustStore,
+        refused_origins: &[AgencyId],
+        peer: &AgencyId,
+        records: Vec<SignedRecord>,
+    ) -> Vec<Delivered> {
+        let prechecked: Vec<_> = records
+            .into_iter()
+            .map(|r| {
+                let pre = self.precheck_delivered(trust, refused_origins, peer, &r);
+                (r, pre)
+            })
+            .collect();
+        let checks: Vec<passerelle_pki::SignatureCheck<'_>> = prechecked
+            .iter()
+            .filter_map(|(r, pre)| {
+                let (_, public) = pre.as_ref().ok()?;
+                Some(passerelle_pki::SignatureCheck {
+                    public_key: public,
+                    msg: &r.payload,
+                    sig: &r.signature,
+                })
+            })
+            .collect();
+        let mut good = passerelle_pki::verify_signatures(&checks).into_iter();
+        prechecked
+            .into_iter()
+            .map(|(r, pre)| match pre {
+                Err(verdict) => verdict,
+                Ok((key, _)) if good.next() == Some(true) => Self::finish_delivered(key, r),
+                Ok(_) => Delivered::Refused {
+                    why: Refusal::BadSignature,
+                    detail: format!("key id {}", r.key_id),
+                    key: r.key,
+                },
+            })
+            .collect()
+    }
+
+    /// The checks of a batch delivered by `peer` ([`Node::commit_from_peer`] writes it). Pure
+    /// CPU work over every core, no store access: a puller checks the next batch while the
+    /// previous one is written.
+    pub fn check_from_peer(
+        &self,
+        peer: &AgencyId,
+        refused_origins: &[AgencyId],
+        records: Vec<SignedRecord>,
+    ) -> CheckedBatch {
+        let trust = self.trust();
+        CheckedBatch {
+            verdicts: crate::par::map_chunks(records, |chunk| {
+                self.check_delivered(&trust, refused_origins, peer, chunk)
+            }),
+        }
+    }
+
     /// Verifies and applies a batch delivered by `peer`, and moves that peer's cursor to
     /// `cursor` in the same atomic write; flushes before returning.
     pub fn apply_from_peer(
@@ -369,15 +456,22 @@ impl Node {
         records: Vec<SignedRecord>,
         cursor: u64,
     ) -> Result<ApplyReport, NodeError> {
-        let trust = self.trust();
+        let checked = self.check_from_peer(peer, refused_origins, records);
+        self.commit_from_peer(peer, checked, cursor)
+    }
+
+    /// Writes what [`Node::check_from_peer`] accepted and moves `peer`'s cursor to `cursor` in
+    /// the same atomic write; flushes before returning.
+    pub fn commit_from_peer(
+        &self,
+        peer: &AgencyId,
+        checked: CheckedBatch,
+        cursor: u64,
+    ) -> Result<ApplyReport, NodeError> {
         let mut report = ApplyReport::default();
-        let mut replicas = Vec::with_capacity(records.len());
-        let mut decoded = Vec::with_capacity(records.len());
-        // signature checks and validation are the CPU-bound part: over every core, in order
-        let verdicts = crate::par::map(records, |r| {
-            self.check_delivered(&trust, refused_origins, peer, r)
-        });
-        for verdict in verdicts {
+        let mut replicas = Vec::with_capacity(checked.verdicts.len());
+        let mut decoded = Vec::with_capacity(checked.verdicts.len());
+        for verdict in checked.verdicts {
             match verdict {
                 Delivered::Own => report.own += 1,
                 Delivered::Refused { why, key, detail } => {

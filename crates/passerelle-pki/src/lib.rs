@@ -4,12 +4,14 @@
 //! This is the only crate that owns rustls (STYLE.md, TLS): the binary calls
 //! [`install_crypto_provider`] once, then builds its server and client configs here.
 
+pub mod batch;
 mod error;
 pub mod identity;
 pub mod issue;
 pub mod tls;
 pub mod trust;
 
+pub use batch::{verify_signatures, SignatureCheck};
 pub use error::PkiError;
 pub use identity::{cert_not_after, identity_from_cert_der, Identity, Role, URI_PREFIX};
 pub use issue::{
