@@ -280,23 +280,35 @@ pub async fn start(cfg: NodeConfig, listener: Option<TcpListener>) -> anyhow::Re
     })
 }
 
-/// Expires own vacancies past `closes_on` and purges old tombstones, at start-up and periodically.
+/// Expires own vacancies past `closes_on` (at start-up and every `sweep_interval_secs`) and
+/// purges old tombstones (at start-up and once per UTC day).
 async fn sweep(
     node: Arc<Node>,
     sync: passerelle_node::config::SyncConfig,
     mut stop: watch::Receiver<bool>,
 ) {
+    // tombstones are kept for days: one purge (a scan of every vacancy) per UTC day is enough
+    let mut purged_on: Option<passerelle_model::Date> = None;
     loop {
         let n = node.clone();
         let retention = sync.tombstone_retention_days;
+        let today = passerelle_model::Date::today();
+        let purge = purged_on != Some(today);
         let result = tokio::task::spawn_blocking(move || {
             // the "open today" aggregates move with the UTC date
-            n.analytics().roll_day(passerelle_model::Date::today());
-            let expired = n.expire_due(passerelle_model::Date::today())?;
-            let purged = n.purge_tombstones(retention, passerelle_node::now_micros())?;
+            n.analytics().roll_day(today);
+            let expired = n.expire_due(today)?;
+            let purged = if purge {
+                n.purge_tombstones(retention, passerelle_node::now_micros())?
+            } else {
+                0
+            };
             Ok::<_, passerelle_node::NodeError>((expired, purged))
         })
         .await;
+        if matches!(result, Ok(Ok(_))) && purge {
+            purged_on = Some(today);
+        }
         match result {
             Ok(Ok((expired, purged))) => {
                 if expired + purged > 0 {

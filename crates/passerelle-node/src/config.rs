@@ -158,7 +158,8 @@ pub struct SyncConfig {
     /// Approximate most bytes per batch served to a peer.
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: u32,
-    /// Seconds between sweeps that expire own vacancies past `closes_on` and purge old tombstones.
+    /// Seconds between sweeps that expire own vacancies past `closes_on` (old tombstones are
+    /// purged by the first sweep of each UTC day).
     #[serde(default = "default_sweep")]
     pub sweep_interval_secs: u64,
     /// A `follow` stream with nothing new sends an empty batch this often, seconds, so that the

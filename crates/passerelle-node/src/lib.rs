@@ -191,6 +191,19 @@ pub struct Node {
     /// Orders store writes and index updates alike, so the index never sees versions out of
     /// commit order (flushes happen outside it).
     write: Mutex<()>,
+    /// What the expiry sweep must look at ([`Node::expire_due`]).
+    expiry: Mutex<Expiry>,
+}
+
+/// The expiry sweep scans every own vacancy once per day (when the date it is given changes);
+/// in between, only own vacancies written already due can become due, and they are noted here.
+#[derive(Debug, Default)]
+struct Expiry {
+    /// The day of the last complete scan.
+    scanned: Option<Date>,
+    /// Own vacancies written OPEN with `closes_on` on or before the later of today and the
+    /// scanned day, since the last sweep.
+    candidates: Vec<RecordKey>,
 }
 
 fn read(cfg: &NodeConfig, p: &std::path::Path, what: &str) -> Result<String, NodeError> {
@@ -226,22 +239,34 @@ impl Node {
         let analytics = Arc::new(passerelle_analytics::Analytics::new());
         let started = std::time::Instant::now();
         let mut loaded = 0u64;
-        // decoding is most of the work: chunks decoded over every core, applied in store order
-        {
-            let mut rows = store.iter(None).peekable();
-            while rows.peek().is_some() {
-                let mut chunk = Vec::with_capacity(START_CHUNK);
-                for s in rows.by_ref().take(START_CHUNK) {
-                    chunk.push(s?);
+        // a scanning thread reads the store in chunks while the previous chunk is decoded (over
+        // every core) and applied in store order
+        std::thread::scope(|scope| -> Result<(), NodeError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let store = &store;
+            scope.spawn(move || {
+                let mut rows = store.iter(None);
+                loop {
+                    let chunk: Result<Vec<_>, _> = rows.by_ref().take(START_CHUNK).collect();
+                    if matches!(&chunk, Ok(c) if c.is_empty()) {
+                        return; // the end
+                    }
+                    let failed = chunk.is_err();
+                    if tx.send(chunk).is_err() || failed {
+                        return;
+                    }
                 }
-                let decoded = par::map(chunk, |s| decode(&s).map(|r| (s.key, r)));
+            });
+            for chunk in rx {
+                let decoded = par::map(chunk?, |s| decode(&s).map(|r| (s.key, r)));
                 for d in decoded {
                     let (key, r) = d?;
                     analytics.apply(&key, Some(&r));
                     loaded += 1;
                 }
             }
-        }
+            Ok(())
+        })?;
         tracing::info!(
             records = loaded,
             ms = started.elapsed().as_millis() as u64,
@@ -264,6 +289,7 @@ impl Node {
             counters: Counters::default(),
             analytics,
             write: Mutex::new(()),
+            expiry: Mutex::new(Expiry::default()),
         })
     }
 
@@ -385,6 +411,7 @@ impl Node {
         if result.changed {
             record.set_version(result.revision, 0);
             self.analytics.apply(&key, Some(&record));
+            self.note_written(&key, &record);
         }
         drop(guard);
         if result.changed {
@@ -392,6 +419,22 @@ impl Node {
             self.notify();
         }
         Ok(result)
+    }
+
+    /// Notes an own vacancy just written OPEN and already due, for the next expiry sweep.
+    fn note_written(&self, key: &RecordKey, record: &Record) {
+        let Record::Vacancy(v) = record else { return };
+        if v.status != VacancyStatus::Open {
+            return;
+        }
+        let Some(closes) = Date::parse(&v.closes_on) else {
+            return;
+        };
+        let mut e = self.expiry.lock().expect("lock");
+        let horizon = e.scanned.map_or(Date::today(), |d| d.max(Date::today()));
+        if closes <= horizon {
+            e.candidates.push(key.clone());
+        }
     }
 
     /// Validates and writes many own records in one atomic batch; one result per item, in order.
@@ -483,6 +526,7 @@ impl Node {
                     any_written = true;
                     record.set_version(revision, 0);
                     self.analytics.apply(&key, Some(&record));
+                    self.note_written(&key, &record);
                 }
                 results[slot] = Some(r);
             }

@@ -621,7 +621,56 @@ impl Node {
     }
 
     /// Marks own OPEN vacancies whose `closes_on` is before `today` as EXPIRED; returns how many.
+    /// The first call for a given `today` decodes every own vacancy (a few seconds at a million);
+    /// later calls that day look only at the own vacancies written meanwhile already due, the
+    /// only ones that can have become due since.
     pub fn expire_due(&self, today: passerelle_model::Date) -> Result<u64, NodeError> {
+        // a complete scan once per day; in between, only the vacancies noted when written
+        let (full, candidates) = {
+            let mut e = self.expiry.lock().expect("lock");
+            (e.scanned != Some(today), std::mem::take(&mut e.candidates))
+        };
+        let due = if full {
+            self.scan_due(today)
+        } else {
+            self.candidates_due(&candidates, today)
+        };
+        let due = match due {
+            Ok(d) => d,
+            Err(e) => {
+                // seen again at the next sweep
+                self.expiry
+                    .lock()
+                    .expect("lock")
+                    .candidates
+                    .extend(candidates);
+                return Err(e);
+            }
+        };
+        let mut n = 0;
+        for mut v in due {
+            v.status = VacancyStatus::Expired;
+            if self.put(Record::Vacancy(v), None)?.changed {
+                n += 1;
+            }
+        }
+        if full {
+            self.expiry.lock().expect("lock").scanned = Some(today);
+        }
+        Ok(n)
+    }
+
+    /// A due own vacancy: OPEN, `closes_on` before `today`.
+    fn is_due(v: &passerelle_model::Vacancy, today: passerelle_model::Date) -> bool {
+        v.status == VacancyStatus::Open
+            && passerelle_model::Date::parse(&v.closes_on).is_some_and(|c| c < today)
+    }
+
+    /// Every due own vacancy: decodes them all.
+    fn scan_due(
+        &self,
+        today: passerelle_model::Date,
+    ) -> Result<Vec<passerelle_model::Vacancy>, NodeError> {
         let mut due = Vec::new();
         let mut after: Option<RecordKey> = None;
         loop {
@@ -634,9 +683,7 @@ impl Node {
             )?;
             for s in &page {
                 if let Record::Vacancy(v) = decode(s)? {
-                    let past =
-                        passerelle_model::Date::parse(&v.closes_on).is_some_and(|c| c < today);
-                    if v.status == VacancyStatus::Open && past {
+                    if Self::is_due(&v, today) {
                         due.push(v);
                     }
                 }
@@ -646,14 +693,30 @@ impl Node {
                 None => break,
             }
         }
-        let mut n = 0;
-        for mut v in due {
-            v.status = VacancyStatus::Expired;
-            if self.put(Record::Vacancy(v), None)?.changed {
-                n += 1;
+        Ok(due)
+    }
+
+    /// The due vacancies among `keys`, as stored now.
+    fn candidates_due(
+        &self,
+        keys: &[RecordKey],
+        today: passerelle_model::Date,
+    ) -> Result<Vec<passerelle_model::Vacancy>, NodeError> {
+        let mut due = Vec::new();
+        let mut seen = HashSet::new();
+        for key in keys {
+            if !seen.insert(key) {
+                continue;
+            }
+            if let Some(s) = self.store.get(key)? {
+                if let Record::Vacancy(v) = decode(&s)? {
+                    if Self::is_due(&v, today) {
+                        due.push(v);
+                    }
+                }
             }
         }
-        Ok(n)
+        Ok(due)
     }
 
     /// Purges vacancy tombstones (any origin) whose last change is older than `horizon_days`.
