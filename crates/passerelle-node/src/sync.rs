@@ -562,9 +562,17 @@ impl Node {
         let since = self.store.cursor(peer.as_str())?.unwrap_or(0);
         let marked = self.snapshot_pending(peer)?;
         if since == 0 {
-            // a first sync has nothing of the peer's to drop at its end: left unmarked, a
-            // restart resumes it from its cursor instead of starting over
-            if !marked && self.holds_records_of(peer)? {
+            // a first sync has nothing of the peer's to drop at its end: it is no snapshot
+            // (no set of delivered keys, 100 MB at a million records), and left unmarked, a
+            // restart resumes it from its cursor instead of starting over. What it holds of the
+            // peer's at its end came from it, or newer through a relay.
+            if !marked {
+                if !self.holds_records_of(peer)? {
+                    return Ok(PullStart {
+                        since: 0,
+                        new_snapshot: false,
+                    });
+                }
                 self.store
                     .meta_put(&snapshot_marker(peer), &[SNAPSHOT_FORMAT_V1])?;
                 self.flush()?;
