@@ -208,16 +208,18 @@ fn refused(node: &TestNode, why: Refusal) -> u64 {
         .unwrap_or(0)
 }
 
+/// Polls every 5 ms: an error stays the peer's last one only until the next attempt fails,
+/// 37.5 ms or more later with `backoff_min_ms = 50` (a 50 ms poll missed some).
 async fn wait_error(node: &TestNode, peer: &str, needle: &str) -> String {
     let mut last = String::new();
-    for _ in 0..300 {
+    for _ in 0..3000 {
         if let Some(e) = node.peer_status(peer).and_then(|s| s.last_error) {
             if e.contains(needle) {
                 return e;
             }
             last = e;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("{peer}: no error containing {needle:?} within 15 s (last: {last:?})");
 }

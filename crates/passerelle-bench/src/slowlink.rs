@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context};
 use passerelle::pb::v1 as pb;
 use passerelle_faultlink::{FaultLink, LinkConfig, Stats};
 
-use super::{federate, init, live_latency, live_vacancies, percentile, Node};
+use super::{federate, init, live_latency, live_vacancies, Node};
 
 pub struct Options {
     pub records: u64,
@@ -255,10 +255,8 @@ fn plain(c: &Ctx, o: &Options) -> anyhow::Result<()> {
     println!("live_puts={}", o.live);
     println!("live_json_bytes_per_record={}", live_json / o.live);
     print_wire("live_", &delta, o.live, live_json);
-    let mut ms: Vec<f64> = lat.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    ms.sort_by(|x, y| x.total_cmp(y));
-    println!("live_propagation_p50_ms={:.3}", percentile(&ms, 0.5));
-    println!("live_propagation_p99_ms={:.3}", percentile(&ms, 0.99));
+    super::print_latencies("live_propagation", lat.iter().map(|l| l.from_ack));
+    super::print_latencies("live_put_to_visible", lat.iter().map(|l| l.from_send));
     Ok(())
 }
 
