@@ -477,30 +477,12 @@ async fn session(
         ctx,
     ));
     let _abort_checker = AbortOnDrop(checker);
-    // group commit: a batch is visible once written, and flushed while the next one is written
-    // (the next no longer waits for the previous one's fsync); status and the peer state
-    // report a batch once its flush is done
-    let mut flushing: Option<(Flush, Written)> = None;
-    let mut unflushed: Option<Written> = None;
     loop {
-        let event = tokio::select! {
-            item = crx.recv() => Event::Item(item),
-            done = flush_done(&mut flushing) => Event::Flushed(done),
+        let item = tokio::select! {
+            item = crx.recv() => item,
             _ = controls.operator_event(&peer.agency, &mut operator) => {
                 return Ok(SessionEnd::Interrupted)
             }
-        };
-        let item = match event {
-            Event::Flushed(done) => {
-                let (_, written) = flushing.take().expect("a flush was running");
-                flushed(done)?;
-                report_written(states, &peer.agency, &written);
-                if let Some(next) = unflushed.take() {
-                    flushing = Some((start_flush(node), next));
-                }
-                continue;
-            }
-            Event::Item(item) => item,
         };
         let Some(item) = item else { break };
         let batch = match item {
@@ -524,12 +506,11 @@ async fn session(
         if let Some(s) = snapshot.as_mut() {
             s.note_keys(&peer.agency, batch.keys);
         }
-        let wrote = batch.checked.is_some();
         let report = match batch.checked {
             None => passerelle_node::ApplyReport::default(),
             Some(checked) => {
                 let (n, agency, cursor) = (node.clone(), peer.agency.clone(), batch.cursor);
-                tokio::task::spawn_blocking(move || n.write_from_peer(&agency, checked, cursor))
+                tokio::task::spawn_blocking(move || n.commit_from_peer(&agency, checked, cursor))
                     .await
                     .map_err(|e| format!("worker failed: {e}"))?
                     .map_err(|e| format!("cannot apply batch: {e}"))?
@@ -559,90 +540,27 @@ async fn session(
             }
         }
         states.with(&peer.agency, |s| {
+            s.cursor = batch.cursor;
+            s.remote_head = batch.head_seq;
+            s.last_success = Some(SystemTime::now());
             s.applied += report.applied;
             s.refused += report.refused_total();
             s.ignored += report.ignored;
+            if live {
+                s.caught_up_at = s.last_success;
+            }
         });
-        let written = Written {
-            cursor: batch.cursor,
-            head_seq: batch.head_seq,
-            live,
-        };
-        match (&flushing, wrote) {
-            // a heartbeat with nothing pending: nothing to make durable
-            (None, false) if unflushed.is_none() => report_written(states, &peer.agency, &written),
-            (None, _) => flushing = Some((start_flush(node), written)),
-            (Some(_), _) => unflushed = Some(written),
-        }
-    }
-    // the stream ended: what was written is flushed and reported before the session ends
-    if let Some((f, written)) = flushing.take() {
-        flushed(f.await)?;
-        report_written(states, &peer.agency, &written);
-    }
-    if let Some(written) = unflushed.take() {
-        flushed(start_flush(node).await)?;
-        report_written(states, &peer.agency, &written);
+        states.set_state(
+            &peer.agency,
+            if live {
+                PeerState::Live
+            } else {
+                PeerState::Syncing
+            },
+            None,
+        );
     }
     Ok(SessionEnd::Closed)
-}
-
-/// A flush of the store under way (`Node::flush_and_notify` on a blocking thread).
-type Flush = tokio::task::JoinHandle<Result<(), passerelle_node::NodeError>>;
-
-fn start_flush(node: &Arc<Node>) -> Flush {
-    let n = node.clone();
-    tokio::task::spawn_blocking(move || n.flush_and_notify())
-}
-
-/// Waits for the flush under way, if any (else never returns).
-async fn flush_done(
-    flushing: &mut Option<(Flush, Written)>,
-) -> Result<Result<(), passerelle_node::NodeError>, tokio::task::JoinError> {
-    match flushing {
-        Some((f, _)) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-fn flushed(
-    done: Result<Result<(), passerelle_node::NodeError>, tokio::task::JoinError>,
-) -> Result<(), String> {
-    done.map_err(|e| format!("worker failed: {e}"))?
-        .map_err(|e| format!("cannot flush the store: {e}"))
-}
-
-/// What a session's applier waits for next.
-enum Event {
-    Item(Option<Staged>),
-    Flushed(Result<Result<(), passerelle_node::NodeError>, tokio::task::JoinError>),
-}
-
-/// A written batch, reported in the peer's state once it is durable.
-struct Written {
-    cursor: u64,
-    head_seq: u64,
-    live: bool,
-}
-
-fn report_written(states: &PeerStates, agency: &AgencyId, w: &Written) {
-    states.with(agency, |s| {
-        s.cursor = w.cursor;
-        s.remote_head = w.head_seq;
-        s.last_success = Some(SystemTime::now());
-        if w.live {
-            s.caught_up_at = s.last_success;
-        }
-    });
-    states.set_state(
-        agency,
-        if w.live {
-            PeerState::Live
-        } else {
-            PeerState::Syncing
-        },
-        None,
-    );
 }
 
 /// A delivered batch on its way from the checker to the writer of a session.

@@ -468,33 +468,6 @@ impl Node {
         checked: CheckedBatch,
         cursor: u64,
     ) -> Result<ApplyReport, NodeError> {
-        let report = self.write_from_peer(peer, checked, cursor)?;
-        self.flush_and_notify()?;
-        Ok(report)
-    }
-
-    /// Flushes the store; when that makes more of the sync log durable, wakes the streams
-    /// serving it to peers.
-    pub fn flush_and_notify(&self) -> Result<(), NodeError> {
-        let before = self.durable_head();
-        self.flush()?;
-        if self.durable_head() > before {
-            self.notify();
-        }
-        Ok(())
-    }
-
-    /// [`Node::commit_from_peer`] without the flush: the records are visible at once, durable
-    /// after the next [`Node::flush_and_notify`] (a puller flushes while it writes the next
-    /// batch). The records and the cursor are one atomic write, so a crash before the flush
-    /// loses both and the pull resumes from the older cursor; peers are served the log only up
-    /// to the last flush.
-    pub fn write_from_peer(
-        &self,
-        peer: &AgencyId,
-        checked: CheckedBatch,
-        cursor: u64,
-    ) -> Result<ApplyReport, NodeError> {
         let mut report = ApplyReport::default();
         let mut replicas = Vec::with_capacity(checked.verdicts.len());
         let mut decoded = Vec::with_capacity(checked.verdicts.len());
@@ -531,6 +504,10 @@ impl Node {
             }
         }
         drop(guard);
+        self.flush()?;
+        if report.applied > 0 {
+            self.notify();
+        }
         self.counters.record_apply(&report);
         Ok(report)
     }
