@@ -2,46 +2,17 @@
 //! then only the own vacancies written meanwhile already due. Every case checks that what is
 //! due is expired whichever way the sweep finds it, and nothing else.
 
-use passerelle::cli::files::{read_records, Format};
-use passerelle::cli::init::{self, InitArgs};
-use passerelle_model::{Date, Kind, Record, RecordKey, Vacancy, VacancyStatus};
-use passerelle_node::{Node, NodeConfig};
-use passerelle_store::{AnyEngine, MemEngine};
+mod common;
+
+use passerelle_model::{Date, Record, RecordKey, VacancyStatus};
+use passerelle_node::Node;
 
 fn node(dir: &std::path::Path) -> Node {
-    let out = init::run(&InitArgs {
-        agency: "be.vdab".parse().expect("agency"),
-        dir: dir.join("be.vdab"),
-        listen: "127.0.0.1:7443".parse().expect("addr"),
-        hostname: Vec::new(),
-        metrics_listen: "127.0.0.1:9464".parse().expect("addr"),
-        days: 30,
-    })
-    .expect("init");
-    let cfg = NodeConfig::load(&out.config).expect("node.toml");
-    Node::open_on(&cfg, AnyEngine::Mem(MemEngine::new())).expect("open node")
+    common::mem_node(dir, "be.vdab", |_| {})
 }
 
-fn sample() -> Vacancy {
-    let sample = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/samples/vdab-vacancies.jsonl"
-    ))
-    .expect("sample file");
-    let first = read_records(
-        Kind::Vacancy,
-        Format::Jsonl,
-        Box::new(std::io::Cursor::new(sample)),
-    )
-    .expect("jsonl")
-    .next()
-    .expect("one line")
-    .record
-    .expect("sample vacancy");
-    match first {
-        Record::Vacancy(v) => v,
-        other => panic!("not a vacancy: {other:?}"),
-    }
+fn sample() -> passerelle_model::Vacancy {
+    common::sample_vacancy()
 }
 
 /// A vacancy posted 60 days ago, closing `closes` days from today.

@@ -6,11 +6,10 @@
 //! `Node::purge_tombstones`) overflowed. That panics in a debug build; a release build
 //! wraps, and a huge retention then purged every tombstone at the first sweep.
 
-use passerelle::cli::files::{read_records, Format};
-use passerelle::cli::init::{self, InitArgs};
-use passerelle_model::Kind;
-use passerelle_node::{Node, NodeConfig};
-use passerelle_store::{AnyEngine, MemEngine};
+mod common;
+
+use passerelle_model::{Kind, Record};
+use passerelle_node::NodeConfig;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -54,44 +53,17 @@ fn node_config_refuses_a_retention_whose_microseconds_overflow() {
 #[test]
 fn longest_accepted_retention_keeps_tombstones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = init::run(&InitArgs {
-        agency: "be.vdab".parse().expect("agency"),
-        dir: dir.path().join("be.vdab"),
-        listen: "127.0.0.1:7443".parse().expect("addr"),
-        hostname: Vec::new(),
-        metrics_listen: "127.0.0.1:9464".parse().expect("addr"),
-        days: 30,
-    })
-    .expect("init");
-    let mut cfg = NodeConfig::load(&out.config).expect("node.toml");
     let largest = (i64::MAX / MICROS_PER_DAY) as u64;
-    cfg.sync.tombstone_retention_days = largest;
-    let node = Node::open_on(&cfg, AnyEngine::Mem(MemEngine::new())).expect("open node");
-
-    let sample = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/samples/vdab-vacancies.jsonl"
-    ))
-    .expect("sample file");
-    let first = read_records(
-        Kind::Vacancy,
-        Format::Jsonl,
-        Box::new(std::io::Cursor::new(sample)),
-    )
-    .expect("jsonl")
-    .next()
-    .expect("one line")
-    .record
-    .expect("sample vacancy");
+    let node = common::mem_node(dir.path(), "be.vdab", |cfg| {
+        cfg.sync.tombstone_retention_days = largest;
+    });
+    let first = Record::Vacancy(common::sample_vacancy());
     let id = first.id().to_owned();
     node.put(first, None).expect("put");
     node.withdraw(&id, None).expect("withdraw");
 
     let purged = node
-        .purge_tombstones(
-            cfg.sync.tombstone_retention_days,
-            passerelle_node::now_micros(),
-        )
+        .purge_tombstones(largest, passerelle_node::now_micros())
         .expect("sweep");
     assert_eq!(
         purged, 0,

@@ -872,3 +872,49 @@ impl TestNode {
         AnalyticsClient::new(self.channel(role).await)
     }
 }
+
+/// A node on an in-memory store, its folder made by `init` for `agency` in `dir` (loopback
+/// addresses it does not listen on), after `edit` has changed its configuration.
+pub fn mem_node(
+    dir: &Path,
+    agency: &str,
+    edit: impl FnOnce(&mut NodeConfig),
+) -> passerelle_node::Node {
+    let out = init::run(&InitArgs {
+        agency: agency.parse().expect("agency"),
+        dir: dir.join(agency),
+        listen: "127.0.0.1:7443".parse().expect("addr"),
+        hostname: Vec::new(),
+        metrics_listen: "127.0.0.1:9464".parse().expect("addr"),
+        days: 30,
+    })
+    .expect("init");
+    let mut cfg = NodeConfig::load(&out.config).expect("node.toml");
+    edit(&mut cfg);
+    let engine = passerelle_store::AnyEngine::Mem(passerelle_store::MemEngine::new());
+    passerelle_node::Node::open_on(&cfg, engine).expect("open node")
+}
+
+/// The first vacancy of `samples/vdab-vacancies.jsonl`.
+pub fn sample_vacancy() -> passerelle_model::Vacancy {
+    use passerelle::cli::files::{read_records, Format};
+    let sample = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/vdab-vacancies.jsonl"
+    ))
+    .expect("sample file");
+    let first = read_records(
+        passerelle_model::Kind::Vacancy,
+        Format::Jsonl,
+        Box::new(std::io::Cursor::new(sample)),
+    )
+    .expect("jsonl")
+    .next()
+    .expect("one line")
+    .record
+    .expect("sample vacancy");
+    match first {
+        passerelle_model::Record::Vacancy(v) => v,
+        other => panic!("not a vacancy: {other:?}"),
+    }
+}
