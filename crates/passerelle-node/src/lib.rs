@@ -430,8 +430,9 @@ impl Node {
         let Some(closes) = Date::parse(&v.closes_on) else {
             return;
         };
+        let today = Date::today();
         let mut e = self.expiry.lock().expect("lock");
-        let horizon = e.scanned.map_or(Date::today(), |d| d.max(Date::today()));
+        let horizon = e.scanned.map_or(today, |d| d.max(today));
         if closes <= horizon {
             e.candidates.push(key.clone());
         }

@@ -116,16 +116,6 @@ pub struct CheckedBatch {
     verdicts: Vec<Delivered>,
 }
 
-impl CheckedBatch {
-    pub fn len(&self) -> usize {
-        self.verdicts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.verdicts.is_empty()
-    }
-}
-
 /// The verdict on one delivered record.
 enum Delivered {
     /// Our own record coming back through a loop.
