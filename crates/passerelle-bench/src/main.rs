@@ -231,8 +231,14 @@ impl Node {
             .spawn()?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
+        // the last lines stay at hand: they say why a node that did not start stopped
+        let stderr_reader = std::thread::spawn(move || {
+            let mut tail = std::collections::VecDeque::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tail.len() == 10 {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
                 if let Some((want, tx)) = &live_at {
                     let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                         continue;
@@ -246,12 +252,20 @@ impl Node {
                     }
                 }
             }
+            tail
         });
         let mut out = BufReader::new(stdout);
         let mut line = String::new();
         out.read_line(&mut line)?;
         if !line.starts_with("listening on") {
-            bail!("node did not start: {line:?}");
+            let _ = child.kill();
+            let _ = child.wait();
+            let said: Vec<String> = stderr_reader.join().unwrap_or_default().into();
+            bail!(
+                "the node of {} did not start:\n{}",
+                dir.display(),
+                said.join("\n")
+            );
         }
         // keep draining: the node prints more, and a closed pipe would fail its writes
         std::thread::spawn(move || for _ in out.lines() {});
